@@ -1,0 +1,96 @@
+// Codec registry: one table row per codec, used by make_codec(), make_decoder() and
+// default_specs(). To add a codec, add its row here and its id to codec_id.
+#include "dtrain/codec/registry.h"
+
+#include <string>
+
+#include "dtrain/codec/codec_cast.h"
+#include "dtrain/codec/payload.h"
+#include "dtrain/codec/spec.h"
+
+namespace dtrain::codec {
+namespace {
+
+using make_from_spec = result<std::unique_ptr<codec>> (*)(spec_args&);
+using make_from_params = result<std::unique_ptr<codec>> (*)(std::span<const std::byte>, std::uint64_t);
+
+struct entry {
+  codec_id id;
+  std::string_view name;
+  make_from_spec from_spec;
+  make_from_params from_params;
+  std::string_view default_spec;
+};
+
+// clang-format off
+const entry table[] = {
+  {codec_id::identity, "identity",
+   [](spec_args& a) { return cast_codec::from_spec(a, dtype::f32); },
+   [](std::span<const std::byte> p, std::uint64_t n) { return cast_codec::from_params(p, n, dtype::f32); },
+   "identity"},
+  {codec_id::fp16, "fp16",
+   [](spec_args& a) { return cast_codec::from_spec(a, dtype::f16); },
+   [](std::span<const std::byte> p, std::uint64_t n) { return cast_codec::from_params(p, n, dtype::f16); },
+   "fp16"},
+  {codec_id::bf16, "bf16",
+   [](spec_args& a) { return cast_codec::from_spec(a, dtype::bf16); },
+   [](std::span<const std::byte> p, std::uint64_t n) { return cast_codec::from_params(p, n, dtype::bf16); },
+   "bf16"},
+  // @registry-rows: further codecs add their rows above this line.
+};
+// clang-format on
+
+const entry* find(codec_id id) {
+  for (const entry& e : table)
+    if (e.id == id) return &e;
+  return nullptr;
+}
+
+}  // namespace
+
+std::string_view codec_name(codec_id id) noexcept {
+  const entry* e = find(id);
+  return e ? e->name : "unknown";
+}
+
+result<std::unique_ptr<codec>> make_codec(std::string_view spec) {
+  auto args = spec_args::parse(spec);
+  if (!args.ok()) return args.status();
+  for (const entry& e : table)
+    if (e.name == args->name()) return e.from_spec(*args);
+  return invalid_argument("unknown codec '" + args->name() + "'");
+}
+
+result<std::unique_ptr<codec>> make_decoder(std::span<const std::byte> payload) {
+  auto v = parse_payload(payload);
+  if (!v.ok()) return v.status();
+  const entry* e = find(v->id);
+  if (!e) return unimplemented("codec id " + std::to_string(static_cast<int>(v->id)) + " is unknown to this build");
+  return e->from_params(v->params, v->count);
+}
+
+status decode_any(std::span<const std::byte> payload, std::span<float> out) {
+  auto c = make_decoder(payload);
+  if (!c.ok()) return c.status();
+  return (*c)->decode(payload, out);
+}
+
+status decode_accumulate_any(std::span<const std::byte> payload, std::span<float> acc, float weight) {
+  auto c = make_decoder(payload);
+  if (!c.ok()) return c.status();
+  return (*c)->decode_accumulate(payload, acc, weight);
+}
+
+result<std::uint64_t> payload_count(std::span<const std::byte> payload) {
+  auto v = parse_payload(payload);
+  if (!v.ok()) return v.status();
+  return v->count;
+}
+
+std::vector<std::string_view> default_specs() {
+  std::vector<std::string_view> out;
+  for (const entry& e : table) out.push_back(e.default_spec);
+  return out;
+}
+
+}  // namespace dtrain::codec
