@@ -24,6 +24,11 @@ std::uint64_t frame_checksum(std::span<const std::byte> payload) {
 
 }  // namespace
 
+void seal_payload(std::span<std::byte> payload) noexcept {
+  DTRAIN_ASSERT(payload.size() >= payload_header_bytes);
+  store_le<std::uint64_t>(payload.data() + checksum_offset, frame_checksum(payload));
+}
+
 result<payload_view> parse_payload(std::span<const std::byte> payload) {
   if (payload.size() < payload_header_bytes)
     return data_loss("codec payload truncated: " + std::to_string(payload.size()) +
@@ -88,7 +93,7 @@ result<std::size_t> basic_codec::encode(std::span<const float> in, std::span<std
   std::span<std::byte> body = w.take(body_bytes(in.size()));
   DTRAIN_ASSERT(w.ok() && w.size() == need);
   encode_body(src, body);
-  store_le<std::uint64_t>(out.data() + checksum_offset, frame_checksum(out.first(need)));
+  seal_payload(out.first(need));
   return need;
 }
 

@@ -46,6 +46,11 @@ struct payload_view {
 /// unimplemented (newer frame version).
 result<payload_view> parse_payload(std::span<const std::byte> payload);
 
+/// Recomputes and stores the checksum of a complete payload (after the caller edited its
+/// parameters or body). For tools, tests and fuzzers that craft payloads; encoders never
+/// need it. @pre payload.size() >= payload_header_bytes.
+void seal_payload(std::span<std::byte> payload) noexcept;
+
 /// Implements codec's framing, size checks, NaN/Inf policy and decode validation on top
 /// of five small hooks. Concrete codecs derive from this.
 class basic_codec : public codec {
