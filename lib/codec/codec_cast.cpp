@@ -50,8 +50,13 @@ status cast_codec::decode_body(std::span<const std::byte>, std::span<const std::
   if (to_ == dtype::f32) {
     if (!accumulate) {
       if (n) std::memcpy(out.data(), body.data(), n * 4);
-    } else {
-      for (std::size_t i = 0; i < n; ++i) out[i] += weight * load_le<float>(body.data() + 4 * i);
+      return {};
+    }
+    float tmp[block];
+    for (std::size_t i = 0; i < n; i += block) {
+      const std::size_t m = std::min(block, n - i);
+      std::memcpy(tmp, body.data() + 4 * i, 4 * m);  // the body may be unaligned
+      for (std::size_t j = 0; j < m; ++j) out[i + j] += weight * tmp[j];
     }
     return {};
   }
