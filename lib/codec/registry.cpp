@@ -5,6 +5,16 @@
 #include <string>
 
 #include "dtrain/codec/codec_cast.h"
+#include "dtrain/codec/codec_randomk.h"
+#include "dtrain/codec/codec_sign.h"
+#include "dtrain/codec/codec_dct_topk.h"
+#include "dtrain/codec/codec_topk.h"
+#include "dtrain/codec/codec_blockwise.h"
+#include "dtrain/codec/codec_codebook8.h"
+#include "dtrain/codec/codec_fp4.h"
+#include "dtrain/codec/codec_minmax.h"
+#include "dtrain/codec/error_feedback.h"
+#include "dtrain/codec/codec_powersgd.h"
 #include "dtrain/codec/payload.h"
 #include "dtrain/codec/spec.h"
 
@@ -36,6 +46,27 @@ const entry table[] = {
    [](spec_args& a) { return cast_codec::from_spec(a, dtype::bf16); },
    [](std::span<const std::byte> p, std::uint64_t n) { return cast_codec::from_params(p, n, dtype::bf16); },
    "bf16"},
+  {codec_id::powersgd, "powersgd", powersgd_codec::from_spec, powersgd_codec::from_params,
+   "powersgd:rows=32,cols=16,rank=2"},
+  {codec_id::minmax, "minmax", minmax_codec::from_spec, minmax_codec::from_params,
+   "minmax:bits=8,rounding=nearest,seed=0"},
+  {codec_id::blockwise, "blockwise", blockwise_codec::from_spec, blockwise_codec::from_params,
+   "blockwise:bits=8,block=256"},
+  {codec_id::uniform8, "uniform8",
+   [](spec_args& a) { return codebook8_codec::from_spec(a, codebook_kind::uniform); },
+   [](std::span<const std::byte> p, std::uint64_t n) { return codebook8_codec::from_params(p, n, codebook_kind::uniform); },
+   "uniform8"},
+  {codec_id::quantile8, "quantile8",
+   [](spec_args& a) { return codebook8_codec::from_spec(a, codebook_kind::quantile); },
+   [](std::span<const std::byte> p, std::uint64_t n) { return codebook8_codec::from_params(p, n, codebook_kind::quantile); },
+   "quantile8"},
+  {codec_id::fp4, "fp4", fp4_codec::from_spec, fp4_codec::from_params, "fp4:block=128"},
+  {codec_id::topk, "topk", topk_codec::from_spec, topk_codec::from_params, "topk:chunk=4096,k=64,values=fp16"},
+  {codec_id::randomk, "randomk", randomk_codec::from_spec, randomk_codec::from_params,
+   "randomk:chunk=4096,k=64,seed=0,rescale=0,values=f32"},
+  {codec_id::sign, "sign", sign_codec::from_spec, sign_codec::from_params, "sign:block=0"},
+  {codec_id::dct_topk, "dct_topk", dct_topk_codec::from_spec, dct_topk_codec::from_params,
+   "dct_topk:chunk=64,k=8,values=fp16"},
   // @registry-rows: further codecs add their rows above this line.
 };
 // clang-format on
@@ -54,6 +85,8 @@ std::string_view codec_name(codec_id id) noexcept {
 }
 
 result<std::unique_ptr<codec>> make_codec(std::string_view spec) {
+  // The decorator has no codec id or table row, and its inner spec holds commas.
+  if (spec == "ef" || spec.starts_with("ef:")) return error_feedback::from_spec(spec);
   auto args = spec_args::parse(spec);
   if (!args.ok()) return args.status();
   for (const entry& e : table)

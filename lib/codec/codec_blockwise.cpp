@@ -1,0 +1,205 @@
+// Blockwise absmax codec: per-block integer absmax scan, float code loop, nibble packing.
+#include "dtrain/codec/codec_blockwise.h"
+
+#include <bit>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <cstring>
+
+#include "dtrain/core/bitpack.h"
+#include "dtrain/core/dtype.h"
+
+namespace dtrain::codec {
+namespace {
+
+constexpr std::size_t chunk = 1024;
+
+// max |x| by bits: for non-negative finite floats integer order is float order, and an
+// integer max vectorizes and has one answer whatever the lane order.
+std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
+  std::uint32_t a = 0;
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  if (m >= 8) {
+    const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+    for (; i + 8 <= m; i += 8) {
+      a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
+      a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+    }
+    alignas(16) std::uint32_t t[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
+    for (std::uint32_t v : t) a = v > a ? v : a;
+  }
+#endif
+  for (; i < m; ++i) {
+    const std::uint32_t v = std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu;
+    a = v > a ? v : a;
+  }
+  return a;
+}
+
+// Codes round_half_even(x * p * inv) as two's complement bytes. No clamp needed:
+// |x| <= a and inv <= M/(a p) (1 + 2^-24) give |t| <= M (1 + 2^-23), which rounds to <= M.
+void quantize(const float* x, std::uint8_t* c, std::size_t m, float p, float inv) noexcept {
+  for (std::size_t i = 0; i < m; ++i) {
+    float t = (x[i] * p) * inv;
+    t = (t + 0x1.8p23f) - 0x1.8p23f;
+    c[i] = static_cast<std::uint8_t>(static_cast<int>(t));
+  }
+}
+
+// Writes m nibbles (low 4 bits of c) for stream positions first.. into o. Positions are
+// written in increasing order and a lone trailing nibble leaves its high half zero, so
+// an odd `first` can OR into the byte the previous call ended with.
+void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
+  std::size_t k = 0;
+  if (m && (first & 1)) {
+    o[first >> 1] = static_cast<std::uint8_t>(o[first >> 1] | ((c[0] & 15u) << 4));
+    k = 1;
+  }
+  std::uint8_t* d = o + ((first + k) >> 1);
+  const std::size_t pairs = (m - k) / 2;
+  for (std::size_t j = 0; j < pairs; ++j)
+    d[j] = static_cast<std::uint8_t>((c[k + 2 * j] & 15u) | ((c[k + 2 * j + 1] & 15u) << 4));
+  if ((m - k) & 1) d[pairs] = static_cast<std::uint8_t>(c[m - 1] & 15u);
+}
+
+bool has_byte_0x80(const std::uint8_t* p, std::size_t m) noexcept {
+  unsigned bad = 0;
+  for (std::size_t i = 0; i < m; ++i) bad |= p[i] == 0x80u;
+  return bad != 0;
+}
+
+bool has_nibble_8(const std::uint8_t* p, std::size_t m) noexcept {
+  unsigned bad = 0;
+  for (std::size_t i = 0; i < m; ++i) bad |= ((p[i] & 0x0fu) == 0x08u) | ((p[i] & 0xf0u) == 0x80u);
+  return bad != 0;
+}
+
+}  // namespace
+
+blockwise_codec::blockwise_codec(unsigned bits, std::uint32_t block) noexcept : bits_(bits), block_(block) {
+  DTRAIN_ASSERT((bits == 4 || bits == 8) && block >= 1 && block <= max_block);
+}
+
+std::string blockwise_codec::spec() const {
+  return "blockwise:bits=" + std::to_string(bits_) + ",block=" + std::to_string(block_);
+}
+
+result<std::unique_ptr<codec>> blockwise_codec::from_spec(spec_args& a) {
+  auto bits = a.get_choice("bits", "8", {"8", "4"});
+  if (!bits.ok()) return bits.status();
+  auto block = a.get_uint("block", 256, 1, max_block);
+  if (!block.ok()) return block.status();
+  DTRAIN_RETURN_IF_ERROR(a.finish());
+  return std::unique_ptr<codec>(
+      std::make_unique<blockwise_codec>(*bits == "8" ? 8u : 4u, static_cast<std::uint32_t>(*block)));
+}
+
+result<std::unique_ptr<codec>> blockwise_codec::from_params(std::span<const std::byte> params, std::uint64_t) {
+  if (params.size() != 5) return data_loss("blockwise payload parameters must be 5 bytes");
+  const auto bits = static_cast<unsigned>(params[0]);
+  const auto block = load_le<std::uint32_t>(params.data() + 1);
+  if ((bits != 4 && bits != 8) || block < 1 || block > max_block)
+    return data_loss("blockwise payload has invalid parameters");
+  return std::unique_ptr<codec>(std::make_unique<blockwise_codec>(bits, block));
+}
+
+void blockwise_codec::write_params(byte_writer& w) const noexcept {
+  w.put<std::uint8_t>(static_cast<std::uint8_t>(bits_));
+  w.put<std::uint32_t>(block_);
+}
+
+status blockwise_codec::check_params(std::span<const std::byte> params, std::uint64_t) const {
+  const auto bits = static_cast<unsigned>(params[0]);
+  const auto block = load_le<std::uint32_t>(params.data() + 1);
+  if ((bits != 4 && bits != 8) || block < 1 || block > max_block)
+    return data_loss("blockwise payload has invalid parameters");
+  if (bits != bits_ || block != block_)
+    return failed_precondition("blockwise payload has bits=" + std::to_string(bits) + ",block=" +
+                               std::to_string(block) + ", this decoder " + spec());
+  return {};
+}
+
+std::size_t blockwise_codec::body_bytes(std::size_t n) const noexcept {
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  return 4 * nblocks + (bits_ == 8 ? n : packed_bytes(n, 4));
+}
+
+void blockwise_codec::encode_body(std::span<const float> in, std::span<std::byte> body) {
+  const std::size_t n = in.size();
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  const int levels = bits_ == 8 ? 127 : 7;
+  auto* codes = reinterpret_cast<std::uint8_t*>(body.data() + 4 * nblocks);
+  std::uint8_t tmp[chunk];
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block_;
+    const std::size_t m = std::min<std::size_t>(block_, n - s);
+    const float* x = in.data() + s;
+    const float a = std::bit_cast<float>(absmax_bits(x, m));
+    store_le<float>(body.data() + 4 * b, a);
+    // Scaling by 2^64 is exact for a block whose |x| < 2^-100 and keeps levels/a finite.
+    const float p = a < 0x1p-100f ? 0x1p64f : 1.0f;
+    const float inv =
+        a == 0.0f ? 0.0f : static_cast<float>(static_cast<double>(levels) / (static_cast<double>(a) * static_cast<double>(p)));
+    for (std::size_t j = 0; j < m; j += chunk) {
+      const std::size_t mm = std::min(chunk, m - j);
+      if (bits_ == 8) {
+        quantize(x + j, codes + s + j, mm, p, inv);
+      } else {
+        quantize(x + j, tmp, mm, p, inv);
+        put_nibbles(codes, s + j, tmp, mm);
+      }
+    }
+  }
+}
+
+status blockwise_codec::decode_body(std::span<const std::byte>, std::span<const std::byte> body,
+                                    std::span<float> out, bool accumulate, float weight) const {
+  const std::size_t n = out.size();
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const auto bits = load_le<std::uint32_t>(body.data() + 4 * b);
+    if (bits >= 0x7f800000u) return data_loss("blockwise payload has a negative or non-finite block scale");
+  }
+  const auto* codes = reinterpret_cast<const std::uint8_t*>(body.data() + 4 * nblocks);
+  if (bits_ == 8) {
+    if (has_byte_0x80(codes, n)) return data_loss("blockwise payload holds the int8 code -128, never encoded");
+  } else {
+    if (has_nibble_8(codes, packed_bytes(n, 4))) return data_loss("blockwise payload holds the 4-bit code -8, never encoded");
+    if (!padding_is_zero({body.data() + 4 * nblocks, packed_bytes(n, 4)}, n, 4))
+      return data_loss("blockwise payload has non-zero padding bits");
+  }
+  const float levels = bits_ == 8 ? 127.0f : 7.0f;
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block_;
+    const std::size_t m = std::min<std::size_t>(block_, n - s);
+    const float d = load_le<float>(body.data() + 4 * b) / levels;
+    float* o = out.data() + s;
+    if (bits_ == 8) {
+      const std::uint8_t* c = codes + s;
+      if (accumulate) {
+        for (std::size_t i = 0; i < m; ++i) o[i] += weight * (static_cast<float>(static_cast<std::int8_t>(c[i])) * d);
+      } else {
+        for (std::size_t i = 0; i < m; ++i) o[i] = static_cast<float>(static_cast<std::int8_t>(c[i])) * d;
+      }
+    } else {
+      float tab[16];
+      for (int k = 0; k < 16; ++k) tab[k] = static_cast<float>(k < 8 ? k : k - 16) * d;
+      for (std::size_t i = 0; i < m; ++i) {
+        const std::size_t g = s + i;
+        const float v = tab[(codes[g >> 1] >> ((g & 1) * 4)) & 15u];
+        if (accumulate) {
+          o[i] += weight * v;
+        } else {
+          o[i] = v;
+        }
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace dtrain::codec

@@ -1,0 +1,179 @@
+// FP4 E3M0 codec: exponent chosen by seven exact threshold comparisons on float bits.
+#include "dtrain/codec/codec_fp4.h"
+
+#include <bit>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "dtrain/core/bitpack.h"
+
+namespace dtrain::codec {
+namespace {
+
+constexpr std::size_t chunk = 1024;
+
+std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
+  std::uint32_t a = 0;
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  if (m >= 8) {
+    const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+    for (; i + 8 <= m; i += 8) {
+      a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
+      a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+    }
+    alignas(16) std::uint32_t t[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
+    for (std::uint32_t v : t) a = v > a ? v : a;
+  }
+#endif
+  for (; i < m; ++i) {
+    const std::uint32_t v = std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu;
+    a = v > a ? v : a;
+  }
+  return a;
+}
+
+// Bits of the smallest float >= t (t >= 0, exact in double). For a float y >= 0,
+// y >= t exactly when bits(y) >= the result, so the rounding decision is exact.
+std::uint32_t ceil_float_bits(double t) noexcept {
+  const auto f = static_cast<float>(t);
+  const auto b = std::bit_cast<std::uint32_t>(f);
+  return static_cast<double>(f) < t ? b + 1 : b;
+}
+
+// e = number of thresholds <= |x|; nibble = sign << 3 | e, with the sign dropped for e = 0.
+void quantize(const float* x, std::uint8_t* c, std::size_t m, const std::uint32_t* th) noexcept {
+  for (std::size_t i = 0; i < m; ++i) {
+    const std::uint32_t xb = std::bit_cast<std::uint32_t>(x[i]);
+    const std::uint32_t y = xb & 0x7fffffffu;
+    std::uint32_t e = 0;
+    for (int k = 0; k < 7; ++k) e += y >= th[k] ? 1u : 0u;
+    const std::uint32_t s = e != 0 ? (xb >> 28) & 8u : 0u;
+    c[i] = static_cast<std::uint8_t>(s | e);
+  }
+}
+
+void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
+  std::size_t k = 0;
+  if (m && (first & 1)) {
+    o[first >> 1] = static_cast<std::uint8_t>(o[first >> 1] | ((c[0] & 15u) << 4));
+    k = 1;
+  }
+  std::uint8_t* d = o + ((first + k) >> 1);
+  const std::size_t pairs = (m - k) / 2;
+  for (std::size_t j = 0; j < pairs; ++j)
+    d[j] = static_cast<std::uint8_t>((c[k + 2 * j] & 15u) | ((c[k + 2 * j + 1] & 15u) << 4));
+  if ((m - k) & 1) d[pairs] = static_cast<std::uint8_t>(c[m - 1] & 15u);
+}
+
+bool has_nibble_8(const std::uint8_t* p, std::size_t m) noexcept {
+  unsigned bad = 0;
+  for (std::size_t i = 0; i < m; ++i) bad |= ((p[i] & 0x0fu) == 0x08u) | ((p[i] & 0xf0u) == 0x80u);
+  return bad != 0;
+}
+
+}  // namespace
+
+fp4_codec::fp4_codec(std::uint32_t block) noexcept : block_(block) {
+  DTRAIN_ASSERT(block >= 1 && block <= max_block);
+}
+
+result<std::unique_ptr<codec>> fp4_codec::from_spec(spec_args& a) {
+  auto block = a.get_uint("block", 128, 1, max_block);
+  if (!block.ok()) return block.status();
+  DTRAIN_RETURN_IF_ERROR(a.finish());
+  return std::unique_ptr<codec>(std::make_unique<fp4_codec>(static_cast<std::uint32_t>(*block)));
+}
+
+result<std::unique_ptr<codec>> fp4_codec::from_params(std::span<const std::byte> params, std::uint64_t) {
+  if (params.size() != 4) return data_loss("fp4 payload parameters must be 4 bytes");
+  const auto block = load_le<std::uint32_t>(params.data());
+  if (block < 1 || block > max_block) return data_loss("fp4 payload has an invalid block size");
+  return std::unique_ptr<codec>(std::make_unique<fp4_codec>(block));
+}
+
+status fp4_codec::check_params(std::span<const std::byte> params, std::uint64_t) const {
+  const auto block = load_le<std::uint32_t>(params.data());
+  if (block < 1 || block > max_block) return data_loss("fp4 payload has an invalid block size");
+  if (block != block_)
+    return failed_precondition("fp4 payload has block=" + std::to_string(block) + ", this decoder " + spec());
+  return {};
+}
+
+std::size_t fp4_codec::body_bytes(std::size_t n) const noexcept {
+  return 4 * ((n + block_ - 1) / block_) + packed_bytes(n, 4);
+}
+
+void fp4_codec::encode_body(std::span<const float> in, std::span<std::byte> body) {
+  const std::size_t n = in.size();
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  auto* codes = reinterpret_cast<std::uint8_t*>(body.data() + 4 * nblocks);
+  std::uint8_t tmp[chunk];
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block_;
+    const std::size_t m = std::min<std::size_t>(block_, n - s);
+    const float* x = in.data() + s;
+    const std::uint32_t abits = absmax_bits(x, m);
+    const float a = std::bit_cast<float>(abits);
+    store_le<float>(body.data() + 4 * b, a);
+    // Thresholds a 2^-7 (0 vs a 2^-6) and the midpoints 0.75 a 2^(k-7), k = 2..7, exact in
+    // double. For a = 0 every threshold is above the largest float, so every code is 0.
+    std::uint32_t th[7];
+    if (abits == 0) {
+      for (auto& t : th) t = 0x7f800000u;
+    } else {
+      const double da = static_cast<double>(a);
+      th[0] = ceil_float_bits(da * 0x1p-7);
+      double mid = da * 3.0 * 0x1p-7;  // 0.75 a 2^-5, between a 2^-6 and a 2^-5
+      for (int k = 1; k < 7; ++k, mid *= 2.0) th[k] = ceil_float_bits(mid);
+    }
+    for (std::size_t j = 0; j < m; j += chunk) {
+      const std::size_t mm = std::min(chunk, m - j);
+      quantize(x + j, tmp, mm, th);
+      put_nibbles(codes, s + j, tmp, mm);
+    }
+  }
+}
+
+status fp4_codec::decode_body(std::span<const std::byte>, std::span<const std::byte> body, std::span<float> out,
+                              bool accumulate, float weight) const {
+  const std::size_t n = out.size();
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  for (std::size_t b = 0; b < nblocks; ++b)
+    if (load_le<std::uint32_t>(body.data() + 4 * b) >= 0x7f800000u)
+      return data_loss("fp4 payload has a negative or non-finite block scale");
+  std::span<const std::byte> packed = body.subspan(4 * nblocks);
+  const auto* codes = reinterpret_cast<const std::uint8_t*>(packed.data());
+  if (has_nibble_8(codes, packed.size())) return data_loss("fp4 payload holds nibble 8 (-0), never encoded");
+  if (!padding_is_zero(packed, n, 4)) return data_loss("fp4 payload has non-zero padding bits");
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block_;
+    const std::size_t m = std::min<std::size_t>(block_, n - s);
+    const float a = load_le<float>(body.data() + 4 * b);
+    float tab[16];
+    tab[0] = tab[8] = 0.0f;
+    float mag = a * 0x1p-6f;
+    for (int e = 1; e < 8; ++e, mag *= 2.0f) {
+      tab[e] = mag;
+      tab[8 + e] = -mag;
+    }
+    tab[7] = a;  // exact even when a 2^-6 underflowed
+    tab[15] = -a;
+    float* o = out.data() + s;
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::size_t g = s + i;
+      const float v = tab[(codes[g >> 1] >> ((g & 1) * 4)) & 15u];
+      if (accumulate) {
+        o[i] += weight * v;
+      } else {
+        o[i] = v;
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace dtrain::codec
