@@ -1,7 +1,6 @@
-// dtrain/codec/codec_dct_topk.h: DeMo/DisTrO-style compression (arXiv 2411.19870):
-// orthonormal DCT-II per chunk of C elements, keep the k largest coefficients (packed
-// indices + fp16/f32 values or signs with one scale), decode by the inverse DCT.
-// Wire format: docs/codecs/sparse.md. Not summable: each peer's support is data dependent.
+// dtrain/codec/codec_dct_topk.h: DeMo-style compression (arXiv 2411.19870): orthonormal
+// DCT-II per chunk, the k largest coefficients sent (fp16/f32/sign), inverse DCT on
+// decode (docs/codecs/sparse.md). Not summable.
 #pragma once
 
 #include <cstdint>

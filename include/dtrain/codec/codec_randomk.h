@@ -1,8 +1,6 @@
-// dtrain/codec/codec_randomk.h: random-k sparsification with implicit indices. Per
-// chunk, k positions drawn uniformly without replacement from (seed, round, chunk);
-// only the values travel. Wire format: docs/codecs/sparse.md.
-// Summable: peers that share seed and round send the same support, so their bodies add
-// value by value.
+// dtrain/codec/codec_randomk.h: random-k with implicit indices: per chunk k positions
+// drawn from (seed, round, chunk), only values travel (docs/codecs/sparse.md).
+// Summable: peers sharing seed and round send the same support.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,6 @@
-// dtrain/codec/codec_topk.h: chunked top-k sparsification (DGC arXiv 1712.01887,
-// SparseLoCo arXiv 2508.15706): per chunk of C elements the k largest |x| with
-// chunk-relative bit-packed indices and fp16/bf16/f32/q-bit values. Wire format:
-// docs/codecs/sparse.md. Not summable: each peer's support is data dependent.
+// dtrain/codec/codec_topk.h: chunked top-k (DGC arXiv 1712.01887, SparseLoCo arXiv
+// 2508.15706): per chunk the k largest |x|, bit-packed chunk-relative indices and
+// fp16/bf16/f32/q-bit values (docs/codecs/sparse.md). Not summable.
 #pragma once
 
 #include <cstdint>

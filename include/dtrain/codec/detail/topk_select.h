@@ -1,5 +1,5 @@
 // dtrain/codec/detail/topk_select.h: exact top-k selection inside one chunk (at most
-// 65536 elements) with a reusable workspace. Tie rule: larger key first, then smaller
+// 65536 elements) with a reusable workspace. Tie rule: larger |x| first, then smaller
 // index. Used by the topk, dct_topk codecs; not part of the stable API.
 #pragma once
 
