@@ -2,37 +2,59 @@
 #include "dtrain/codec/codec_blockwise.h"
 
 #include <bit>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 #include <cstring>
 
+#include "dtrain/codec/codec_minmax.h"
 #include "dtrain/core/bitpack.h"
 #include "dtrain/core/dtype.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QK_X86 1
+#include <immintrin.h>
+#define QK_AVX2 __attribute__((target("avx2")))
+#else
+#define QK_X86 0
+#define QK_AVX2
+#endif
+// Kernels are inlined into a portable and an AVX2 wrapper; plain float mul/add (never
+// FMA: the target is avx2 alone and the build passes -ffp-contract=off), integer max and
+// compares, so both builds write the same bytes.
+#define QK_INLINE inline __attribute__((always_inline))
 
 namespace dtrain::codec {
 namespace {
 
 constexpr std::size_t chunk = 1024;
 
-// max |x| by bits: for non-negative finite floats integer order is float order, and an
-// integer max vectorizes and has one answer whatever the lane order.
-std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
+// max |x| by bits: for non-negative finite floats integer order is float order, so the
+// float max (SSE2) and the int32 max (AVX2) agree, whatever the lane order.
+template <bool Avx2>
+QK_INLINE std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
   std::uint32_t a = 0;
   std::size_t i = 0;
+  if constexpr (Avx2) {
+    std::int32_t l[16] = {};
+    for (; i + 16 <= m; i += 16)
+      for (std::size_t k = 0; k < 16; ++k) {
+        const auto v = static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(x[i + k]) & 0x7fffffffu);
+        l[k] = v > l[k] ? v : l[k];
+      }
+    for (std::int32_t v : l) a = static_cast<std::uint32_t>(v) > a ? static_cast<std::uint32_t>(v) : a;
+  } else {
 #if defined(__SSE2__)
-  if (m >= 8) {
-    const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
-    for (; i + 8 <= m; i += 8) {
-      a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
-      a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+    if (m >= 8) {
+      const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+      __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+      for (; i + 8 <= m; i += 8) {
+        a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
+        a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+      }
+      alignas(16) std::uint32_t t[4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
+      for (std::uint32_t v : t) a = v > a ? v : a;
     }
-    alignas(16) std::uint32_t t[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
-    for (std::uint32_t v : t) a = v > a ? v : a;
-  }
 #endif
+  }
   for (; i < m; ++i) {
     const std::uint32_t v = std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu;
     a = v > a ? v : a;
@@ -42,7 +64,7 @@ std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
 
 // Codes round_half_even(x * p * inv) as two's complement bytes. No clamp needed:
 // |x| <= a and inv <= M/(a p) (1 + 2^-24) give |t| <= M (1 + 2^-23), which rounds to <= M.
-void quantize(const float* x, std::uint8_t* c, std::size_t m, float p, float inv) noexcept {
+QK_INLINE void quantize(const float* x, std::uint8_t* c, std::size_t m, float p, float inv) noexcept {
   for (std::size_t i = 0; i < m; ++i) {
     float t = (x[i] * p) * inv;
     t = (t + 0x1.8p23f) - 0x1.8p23f;
@@ -53,7 +75,7 @@ void quantize(const float* x, std::uint8_t* c, std::size_t m, float p, float inv
 // Writes m nibbles (low 4 bits of c) for stream positions first.. into o. Positions are
 // written in increasing order and a lone trailing nibble leaves its high half zero, so
 // an odd `first` can OR into the byte the previous call ended with.
-void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
+QK_INLINE void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
   std::size_t k = 0;
   if (m && (first & 1)) {
     o[first >> 1] = static_cast<std::uint8_t>(o[first >> 1] | ((c[0] & 15u) << 4));
@@ -61,8 +83,20 @@ void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std:
   }
   std::uint8_t* d = o + ((first + k) >> 1);
   const std::size_t pairs = (m - k) / 2;
-  for (std::size_t j = 0; j < pairs; ++j)
-    d[j] = static_cast<std::uint8_t>((c[k + 2 * j] & 15u) | ((c[k + 2 * j + 1] & 15u) << 4));
+  const std::uint8_t* cc = c + k;
+  if constexpr (std::endian::native == std::endian::little) {
+    // Two codes as one little-endian u16: v | v >> 4 puts the pair in the low byte, and
+    // this form vectorizes (mask + pack) where the strided byte form does not.
+    for (std::size_t j = 0; j < pairs; ++j) {
+      std::uint16_t v;
+      std::memcpy(&v, cc + 2 * j, 2);
+      v = static_cast<std::uint16_t>(v & 0x0f0fu);
+      d[j] = static_cast<std::uint8_t>(v | (v >> 4));
+    }
+  } else {
+    for (std::size_t j = 0; j < pairs; ++j)
+      d[j] = static_cast<std::uint8_t>((cc[2 * j] & 15u) | ((cc[2 * j + 1] & 15u) << 4));
+  }
   if ((m - k) & 1) d[pairs] = static_cast<std::uint8_t>(c[m - 1] & 15u);
 }
 
@@ -76,6 +110,109 @@ bool has_nibble_8(const std::uint8_t* p, std::size_t m) noexcept {
   unsigned bad = 0;
   for (std::size_t i = 0; i < m; ++i) bad |= ((p[i] & 0x0fu) == 0x08u) | ((p[i] & 0xf0u) == 0x80u);
   return bad != 0;
+}
+
+template <bool Avx2>
+QK_INLINE void k_encode(const float* in, std::size_t n, std::size_t block, unsigned bits, std::byte* body) noexcept {
+  const std::size_t nblocks = (n + block - 1) / block;
+  const int levels = bits == 8 ? 127 : 7;
+  auto* codes = reinterpret_cast<std::uint8_t*>(body + 4 * nblocks);
+  alignas(64) std::uint8_t tmp[chunk];
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block;
+    const std::size_t m = std::min<std::size_t>(block, n - s);
+    const float* x = in + s;
+    const float a = std::bit_cast<float>(absmax_bits<Avx2>(x, m));
+    store_le<float>(body + 4 * b, a);
+    // Scaling by 2^64 is exact for a block whose |x| < 2^-100 and keeps levels/a finite.
+    const float p = a < 0x1p-100f ? 0x1p64f : 1.0f;
+    const float inv =
+        a == 0.0f ? 0.0f : static_cast<float>(static_cast<double>(levels) / (static_cast<double>(a) * static_cast<double>(p)));
+    for (std::size_t j = 0; j < m; j += chunk) {
+      const std::size_t mm = std::min(chunk, m - j);
+      if (bits == 8) {
+        quantize(x + j, codes + s + j, mm, p, inv);
+      } else {
+        quantize(x + j, tmp, mm, p, inv);
+        put_nibbles(codes, s + j, tmp, mm);
+      }
+    }
+  }
+}
+
+void encode_portable(const float* in, std::size_t n, std::size_t block, unsigned bits, std::byte* body) noexcept {
+  k_encode<false>(in, n, block, bits, body);
+}
+QK_AVX2 void encode_avx2(const float* in, std::size_t n, std::size_t block, unsigned bits, std::byte* body) noexcept {
+  k_encode<QK_X86 != 0>(in, n, block, bits, body);
+}
+
+template <unsigned Bits>
+QK_INLINE void k_decode(const std::uint8_t* codes, const std::byte* scales, std::size_t n, std::size_t block, float* out,
+                        bool accumulate, float weight) noexcept {
+  const std::size_t nblocks = (n + block - 1) / block;
+  constexpr float levels = Bits == 8 ? 127.0f : 7.0f;
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block;
+    const std::size_t m = std::min<std::size_t>(block, n - s);
+    const float d = load_le<float>(scales + 4 * b) / levels;
+    float* o = out + s;
+    if constexpr (Bits == 8) {
+      const std::uint8_t* c = codes + s;
+      if (accumulate) {
+        for (std::size_t i = 0; i < m; ++i) o[i] += weight * (static_cast<float>(static_cast<std::int8_t>(c[i])) * d);
+      } else {
+        for (std::size_t i = 0; i < m; ++i) o[i] = static_cast<float>(static_cast<std::int8_t>(c[i])) * d;
+      }
+    } else {
+      float tab[16];
+      for (int k = 0; k < 16; ++k) tab[k] = static_cast<float>(k < 8 ? k : k - 16) * d;
+      std::size_t i = 0;
+      // Leading odd position, then whole bytes (two values each), then a trailing low nibble.
+      auto one = [&](std::size_t idx) {
+        const std::size_t g = s + idx;
+        const float v = tab[(codes[g >> 1] >> ((g & 1) * 4)) & 15u];
+        if (accumulate) {
+          o[idx] += weight * v;
+        } else {
+          o[idx] = v;
+        }
+      };
+      if (m && (s & 1)) one(i++);
+      const std::uint8_t* c = codes + ((s + i) >> 1);
+      const std::size_t pairs = (m - i) / 2;
+      float* oo = o + i;
+      // Sign-extend each nibble arithmetically (same value as tab[]) so the loop vectorizes.
+      if (accumulate) {
+        for (std::size_t k = 0; k < pairs; ++k) {
+          const std::int32_t lo = static_cast<std::int32_t>((c[k] & 15u) ^ 8u) - 8;
+          const std::int32_t hi = static_cast<std::int32_t>((c[k] >> 4) ^ 8u) - 8;
+          oo[2 * k] += weight * (static_cast<float>(lo) * d);
+          oo[2 * k + 1] += weight * (static_cast<float>(hi) * d);
+        }
+      } else {
+        for (std::size_t k = 0; k < pairs; ++k) {
+          const std::int32_t lo = static_cast<std::int32_t>((c[k] & 15u) ^ 8u) - 8;
+          const std::int32_t hi = static_cast<std::int32_t>((c[k] >> 4) ^ 8u) - 8;
+          oo[2 * k] = static_cast<float>(lo) * d;
+          oo[2 * k + 1] = static_cast<float>(hi) * d;
+        }
+      }
+      i += 2 * pairs;
+      if (i < m) one(i);
+    }
+  }
+}
+
+template <unsigned Bits>
+void decode_portable(const std::uint8_t* codes, const std::byte* scales, std::size_t n, std::size_t block, float* out,
+                     bool accumulate, float weight) noexcept {
+  k_decode<Bits>(codes, scales, n, block, out, accumulate, weight);
+}
+template <unsigned Bits>
+QK_AVX2 void decode_avx2(const std::uint8_t* codes, const std::byte* scales, std::size_t n, std::size_t block,
+                         float* out, bool accumulate, float weight) noexcept {
+  k_decode<Bits>(codes, scales, n, block, out, accumulate, weight);
 }
 
 }  // namespace
@@ -129,31 +266,8 @@ std::size_t blockwise_codec::body_bytes(std::size_t n) const noexcept {
 }
 
 void blockwise_codec::encode_body(std::span<const float> in, std::span<std::byte> body) {
-  const std::size_t n = in.size();
-  const std::size_t nblocks = (n + block_ - 1) / block_;
-  const int levels = bits_ == 8 ? 127 : 7;
-  auto* codes = reinterpret_cast<std::uint8_t*>(body.data() + 4 * nblocks);
-  std::uint8_t tmp[chunk];
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    const std::size_t s = b * block_;
-    const std::size_t m = std::min<std::size_t>(block_, n - s);
-    const float* x = in.data() + s;
-    const float a = std::bit_cast<float>(absmax_bits(x, m));
-    store_le<float>(body.data() + 4 * b, a);
-    // Scaling by 2^64 is exact for a block whose |x| < 2^-100 and keeps levels/a finite.
-    const float p = a < 0x1p-100f ? 0x1p64f : 1.0f;
-    const float inv =
-        a == 0.0f ? 0.0f : static_cast<float>(static_cast<double>(levels) / (static_cast<double>(a) * static_cast<double>(p)));
-    for (std::size_t j = 0; j < m; j += chunk) {
-      const std::size_t mm = std::min(chunk, m - j);
-      if (bits_ == 8) {
-        quantize(x + j, codes + s + j, mm, p, inv);
-      } else {
-        quantize(x + j, tmp, mm, p, inv);
-        put_nibbles(codes, s + j, tmp, mm);
-      }
-    }
-  }
+  (detail::active_quant_isa() == detail::quant_isa::avx2 ? encode_avx2 : encode_portable)(in.data(), in.size(), block_,
+                                                                                         bits_, body.data());
 }
 
 status blockwise_codec::decode_body(std::span<const std::byte>, std::span<const std::byte> body,
@@ -172,32 +286,11 @@ status blockwise_codec::decode_body(std::span<const std::byte>, std::span<const 
     if (!padding_is_zero({body.data() + 4 * nblocks, packed_bytes(n, 4)}, n, 4))
       return data_loss("blockwise payload has non-zero padding bits");
   }
-  const float levels = bits_ == 8 ? 127.0f : 7.0f;
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    const std::size_t s = b * block_;
-    const std::size_t m = std::min<std::size_t>(block_, n - s);
-    const float d = load_le<float>(body.data() + 4 * b) / levels;
-    float* o = out.data() + s;
-    if (bits_ == 8) {
-      const std::uint8_t* c = codes + s;
-      if (accumulate) {
-        for (std::size_t i = 0; i < m; ++i) o[i] += weight * (static_cast<float>(static_cast<std::int8_t>(c[i])) * d);
-      } else {
-        for (std::size_t i = 0; i < m; ++i) o[i] = static_cast<float>(static_cast<std::int8_t>(c[i])) * d;
-      }
-    } else {
-      float tab[16];
-      for (int k = 0; k < 16; ++k) tab[k] = static_cast<float>(k < 8 ? k : k - 16) * d;
-      for (std::size_t i = 0; i < m; ++i) {
-        const std::size_t g = s + i;
-        const float v = tab[(codes[g >> 1] >> ((g & 1) * 4)) & 15u];
-        if (accumulate) {
-          o[i] += weight * v;
-        } else {
-          o[i] = v;
-        }
-      }
-    }
+  const bool avx2 = detail::active_quant_isa() == detail::quant_isa::avx2;
+  if (bits_ == 8) {
+    (avx2 ? decode_avx2<8> : decode_portable<8>)(codes, body.data(), n, block_, out.data(), accumulate, weight);
+  } else {
+    (avx2 ? decode_avx2<4> : decode_portable<4>)(codes, body.data(), n, block_, out.data(), accumulate, weight);
   }
   return {};
 }

@@ -5,7 +5,20 @@
 #include <bit>
 #include <cmath>
 
+#include "dtrain/codec/codec_minmax.h"
 #include "dtrain/core/dtype.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QK_X86 1
+#include <immintrin.h>
+#define QK_AVX2 __attribute__((target("avx2")))
+#else
+#define QK_X86 0
+#define QK_AVX2
+#endif
+// Kernels are inlined into a portable and an AVX2 wrapper with the same operations (no
+// FMA), so both give the same codes.
+#define QK_INLINE inline __attribute__((always_inline))
 
 namespace dtrain::codec {
 namespace {
@@ -43,6 +56,120 @@ void accumulate_bins(std::span<const float> in, const std::uint8_t* codes, bins&
   for (std::size_t i = 0; i < in.size(); ++i) {
     h.sum[codes[i]] += static_cast<double>(in[i]);
     ++h.count[codes[i]];
+  }
+}
+
+// codes[i] = round_half_even(clamp((x - mu) inv, -128, 127)) + 128, in double.
+QK_INLINE void k_uniform_codes(const float* x, std::size_t n, double mu, double inv, std::uint8_t* codes) noexcept {
+  constexpr std::size_t blk = 256;
+  std::int32_t q[blk];
+  for (std::size_t i = 0; i < n; i += blk) {
+    const std::size_t m = std::min(blk, n - i);
+    for (std::size_t j = 0; j < m; ++j) {
+      double t = (static_cast<double>(x[i + j]) - mu) * inv;
+      t = t < -128.0 ? -128.0 : t;
+      t = t > 127.0 ? 127.0 : t;
+      t = (t + 0x1.8p52) - 0x1.8p52;  // round half to even
+      q[j] = static_cast<std::int32_t>(t) + 128;
+    }
+    for (std::size_t j = 0; j < m; ++j) codes[i + j] = static_cast<std::uint8_t>(q[j]);
+  }
+}
+void uniform_codes_portable(const float* x, std::size_t n, double mu, double inv, std::uint8_t* codes) noexcept {
+  k_uniform_codes(x, n, mu, inv, codes);
+}
+#if QK_X86
+// k_uniform_codes on 8 lanes: max/min equal the clamps for finite t, the rest is the same
+// double arithmetic (no FMA), so the codes are identical.
+QK_AVX2 inline __m128i uniform_four(const float* p, __m256d vmu, __m256d vinv) noexcept {
+  __m256d t = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p)), vmu), vinv);
+  t = _mm256_min_pd(_mm256_max_pd(t, _mm256_set1_pd(-128.0)), _mm256_set1_pd(127.0));
+  t = _mm256_sub_pd(_mm256_add_pd(t, _mm256_set1_pd(0x1.8p52)), _mm256_set1_pd(0x1.8p52));
+  return _mm_add_epi32(_mm256_cvttpd_epi32(t), _mm_set1_epi32(128));
+}
+QK_AVX2 void uniform_codes_avx2(const float* x, std::size_t n, double mu, double inv, std::uint8_t* codes) noexcept {
+  const __m256d vmu = _mm256_set1_pd(mu), vinv = _mm256_set1_pd(inv);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i a = uniform_four(x + i, vmu, vinv), b = uniform_four(x + i + 4, vmu, vinv);
+    const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_setzero_si128());
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), bytes);
+  }
+  k_uniform_codes(x + i, n - i, mu, inv, codes + i);
+}
+#else
+void uniform_codes_avx2(const float* x, std::size_t n, double mu, double inv, std::uint8_t* codes) noexcept {
+  k_uniform_codes(x, n, mu, inv, codes);
+}
+#endif
+
+// code = number of boundaries <= x (b sorted, 255 entries), by an 8-step branchless
+// binary search: pos gains s when b[pos + s - 1] <= v.
+void quantile_codes_portable(const float* x, std::size_t n, const float* b, std::uint8_t* codes) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    unsigned pos = 0;
+    for (unsigned s = 128; s; s >>= 1) pos += static_cast<unsigned>(b[pos + s - 1] <= v) * s;
+    codes[i] = static_cast<std::uint8_t>(pos);
+  }
+}
+// Monotone u32 key of a float with -0 folded into +0: for such floats a <= b exactly
+// when key(a) <= key(b).
+inline std::uint32_t ukey(float f) noexcept {
+  const auto k = static_cast<std::uint32_t>(order_key(f + 0.0f));
+  return k ^ 0x80000000u;
+}
+
+constexpr unsigned bucket_shift = 16;  // 2^16 buckets by the top 16 bits of ukey
+constexpr std::size_t bucket_count = std::size_t{1} << (32 - bucket_shift);
+
+// table[t] = lo | cnt << 8: lo = boundaries in buckets below t, cnt = boundaries in t
+// (b sorted without -0). Every v in bucket t has lo <= code <= lo + cnt.
+void build_buckets(const float* b, std::uint16_t* table) noexcept {
+  std::fill(table, table + bucket_count, std::uint16_t{0});
+  std::uint32_t cnt[book_n - 1];
+  std::size_t kinds = 0;
+  std::uint32_t prev = ~0u;
+  for (std::size_t k = 0; k < book_n - 1; ++k) {
+    const std::uint32_t t = ukey(b[k]) >> bucket_shift;
+    if (t != prev) cnt[kinds++] = t;
+    prev = t;
+  }
+  // Walk buckets in order: lo rises by each boundary's bucket count after its bucket.
+  std::size_t k = 0;
+  std::uint32_t lo = 0;
+  std::size_t next = 0;
+  for (std::size_t t = 0; t < bucket_count; ++t) {
+    std::uint32_t c = 0;
+    if (next < kinds && cnt[next] == t) {
+      while (k < book_n - 1 && (ukey(b[k]) >> bucket_shift) == t) {
+        ++c;
+        ++k;
+      }
+      ++next;
+    }
+    table[t] = static_cast<std::uint16_t>(lo | (c << 8));
+    lo += c;
+  }
+}
+
+// Same codes as quantile_codes_portable: start from the bucket's lower count and test at
+// most two boundaries; the rare bucket with more boundaries falls back to the search.
+void quantile_codes_bucketed(const float* x, std::size_t n, const float* b, const std::uint16_t* table,
+                             std::uint8_t* codes) noexcept {
+  float bx[book_n + 1];
+  for (std::size_t k = 0; k < book_n - 1; ++k) bx[k] = b[k];
+  bx[book_n - 1] = bx[book_n] = b[book_n - 2];  // read only when cnt says it is a boundary
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const std::uint16_t e = table[ukey(v) >> bucket_shift];
+    const unsigned lo = e & 0xffu, c = e >> 8;
+    unsigned code = lo + static_cast<unsigned>((c > 0) & (bx[lo] <= v)) + static_cast<unsigned>((c > 1) & (bx[lo + 1] <= v));
+    if (c > 2) [[unlikely]] {
+      code = 0;
+      for (unsigned s = 128; s; s >>= 1) code += static_cast<unsigned>(b[code + s - 1] <= v) * s;
+    }
+    codes[i] = static_cast<std::uint8_t>(code);
   }
 }
 
@@ -96,13 +223,8 @@ void codebook8_codec::encode_uniform(std::span<const float> in, std::uint8_t* co
   const double step = 6.0 * sigma / 256.0;
   if (step > 0.0) {
     const double inv = 1.0 / step;
-    for (std::size_t i = 0; i < n; ++i) {
-      double t = (static_cast<double>(x[i]) - mu) * inv;
-      t = t < -128.0 ? -128.0 : t;
-      t = t > 127.0 ? 127.0 : t;
-      t = (t + 0x1.8p52) - 0x1.8p52;  // round half to even
-      codes[i] = static_cast<std::uint8_t>(static_cast<int>(t) + 128);
-    }
+    (detail::active_quant_isa() == detail::quant_isa::avx2 ? uniform_codes_avx2 : uniform_codes_portable)(x, n, mu, inv,
+                                                                                                       codes);
   } else {
     std::fill(codes, codes + n, std::uint8_t{128});
   }
@@ -132,12 +254,13 @@ void codebook8_codec::encode_quantile(std::span<const float> in, std::uint8_t* c
   for (std::size_t j = 0; j < m; ++j) sample_[j] = in[j * stride] + 0.0f;
   std::sort(sample_.begin(), sample_.end());
   for (std::size_t k = 1; k < book_n; ++k) b[k - 1] = sample_[(k * m) / book_n];
-  // code = number of boundaries <= x, by an 8-step branchless binary search.
-  for (std::size_t i = 0; i < n; ++i) {
-    const float v = in[i];
-    unsigned pos = 0;
-    for (unsigned s = 128; s; s >>= 1) pos += static_cast<unsigned>(b[pos + s - 1] <= v) * s;
-    codes[i] = static_cast<std::uint8_t>(pos);
+  // Building the 2^16-entry table pays off only over many elements.
+  if (n >= 4 * bucket_count) {
+    bucket_.resize(bucket_count);
+    build_buckets(b, bucket_.data());
+    quantile_codes_bucketed(in.data(), n, b, bucket_.data(), codes);
+  } else {
+    quantile_codes_portable(in.data(), n, b, codes);
   }
   bins h;
   accumulate_bins(in, codes, h);

@@ -1,34 +1,60 @@
-// FP4 E3M0 codec: exponent chosen by seven exact threshold comparisons on float bits.
+// FP4 E3M0 codec: exponent code from the bit distance to the first midpoint threshold,
+// or seven exact threshold comparisons when the thresholds are not exact doublings.
 #include "dtrain/codec/codec_fp4.h"
 
 #include <bit>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include <cstring>
 
+#include "dtrain/codec/codec_minmax.h"
 #include "dtrain/core/bitpack.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QK_X86 1
+#include <immintrin.h>
+#define QK_AVX2 __attribute__((target("avx2")))
+#else
+#define QK_X86 0
+#define QK_AVX2
+#endif
+// Kernels are inlined into a portable and an AVX2 wrapper; plain float mul/add (never
+// FMA: the target is avx2 alone and the build passes -ffp-contract=off), integer max and
+// compares, so both builds write the same bytes.
+#define QK_INLINE inline __attribute__((always_inline))
 
 namespace dtrain::codec {
 namespace {
 
 constexpr std::size_t chunk = 1024;
 
-std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
+// max |x| by bits: for non-negative finite floats integer order is float order, so the
+// float max (SSE2) and the int32 max (AVX2) agree, whatever the lane order.
+template <bool Avx2>
+QK_INLINE std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
   std::uint32_t a = 0;
   std::size_t i = 0;
+  if constexpr (Avx2) {
+    std::int32_t l[16] = {};
+    for (; i + 16 <= m; i += 16)
+      for (std::size_t k = 0; k < 16; ++k) {
+        const auto v = static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(x[i + k]) & 0x7fffffffu);
+        l[k] = v > l[k] ? v : l[k];
+      }
+    for (std::int32_t v : l) a = static_cast<std::uint32_t>(v) > a ? static_cast<std::uint32_t>(v) : a;
+  } else {
 #if defined(__SSE2__)
-  if (m >= 8) {
-    const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
-    for (; i + 8 <= m; i += 8) {
-      a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
-      a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+    if (m >= 8) {
+      const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+      __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+      for (; i + 8 <= m; i += 8) {
+        a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
+        a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+      }
+      alignas(16) std::uint32_t t[4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
+      for (std::uint32_t v : t) a = v > a ? v : a;
     }
-    alignas(16) std::uint32_t t[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
-    for (std::uint32_t v : t) a = v > a ? v : a;
-  }
 #endif
+  }
   for (; i < m; ++i) {
     const std::uint32_t v = std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu;
     a = v > a ? v : a;
@@ -38,25 +64,46 @@ std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
 
 // Bits of the smallest float >= t (t >= 0, exact in double). For a float y >= 0,
 // y >= t exactly when bits(y) >= the result, so the rounding decision is exact.
-std::uint32_t ceil_float_bits(double t) noexcept {
+QK_INLINE std::uint32_t ceil_float_bits(double t) noexcept {
   const auto f = static_cast<float>(t);
   const auto b = std::bit_cast<std::uint32_t>(f);
   return static_cast<double>(f) < t ? b + 1 : b;
 }
 
 // e = number of thresholds <= |x|; nibble = sign << 3 | e, with the sign dropped for e = 0.
-void quantize(const float* x, std::uint8_t* c, std::size_t m, const std::uint32_t* th) noexcept {
+QK_INLINE void quantize(const float* x, std::uint8_t* c, std::size_t m, const std::uint32_t* th) noexcept {
+  // Every threshold and every |x| bit pattern is below 2^31, so signed compares (which
+  // SSE2/AVX2 have) give the unsigned order.
+  std::int32_t t[7];
+  for (int k = 0; k < 7; ++k) t[k] = static_cast<std::int32_t>(th[k]);
   for (std::size_t i = 0; i < m; ++i) {
     const std::uint32_t xb = std::bit_cast<std::uint32_t>(x[i]);
-    const std::uint32_t y = xb & 0x7fffffffu;
-    std::uint32_t e = 0;
-    for (int k = 0; k < 7; ++k) e += y >= th[k] ? 1u : 0u;
-    const std::uint32_t s = e != 0 ? (xb >> 28) & 8u : 0u;
+    const auto y = static_cast<std::int32_t>(xb & 0x7fffffffu);
+    std::int32_t e = 0;
+    for (int k = 0; k < 7; ++k) e += y >= t[k] ? 1 : 0;
+    const std::int32_t s = e != 0 ? static_cast<std::int32_t>((xb >> 28) & 8u) : 0;
     c[i] = static_cast<std::uint8_t>(s | e);
   }
 }
 
-void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
+// Same codes as quantize() when th[k] = th[1] + (k-1) 2^23 for k = 1..6 (all of them
+// normal floats, each twice the previous, exactly): then |x| >= th[k] for k >= 1 exactly
+// when bits(|x|) - th[1] >= (k-1) 2^23, so e = 2 + min((bits - th[1]) >> 23, 5).
+QK_INLINE void quantize_geometric(const float* x, std::uint8_t* c, std::size_t m, const std::uint32_t* th) noexcept {
+  const auto t0 = static_cast<std::int32_t>(th[0]), t1 = static_cast<std::int32_t>(th[1]);
+  for (std::size_t i = 0; i < m; ++i) {
+    const std::uint32_t xb = std::bit_cast<std::uint32_t>(x[i]);
+    const auto y = static_cast<std::int32_t>(xb & 0x7fffffffu);
+    const std::int32_t d = y - t1;  // no overflow: both in [0, 2^31)
+    std::int32_t q = d >> 23;
+    q = q > 5 ? 5 : q;
+    const std::int32_t e = d < 0 ? (y >= t0 ? 1 : 0) : 2 + q;
+    const std::int32_t s = e != 0 ? static_cast<std::int32_t>((xb >> 28) & 8u) : 0;
+    c[i] = static_cast<std::uint8_t>(s | e);
+  }
+}
+
+QK_INLINE void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
   std::size_t k = 0;
   if (m && (first & 1)) {
     o[first >> 1] = static_cast<std::uint8_t>(o[first >> 1] | ((c[0] & 15u) << 4));
@@ -64,8 +111,20 @@ void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std:
   }
   std::uint8_t* d = o + ((first + k) >> 1);
   const std::size_t pairs = (m - k) / 2;
-  for (std::size_t j = 0; j < pairs; ++j)
-    d[j] = static_cast<std::uint8_t>((c[k + 2 * j] & 15u) | ((c[k + 2 * j + 1] & 15u) << 4));
+  const std::uint8_t* cc = c + k;
+  if constexpr (std::endian::native == std::endian::little) {
+    // Two codes as one little-endian u16: v | v >> 4 puts the pair in the low byte, and
+    // this form vectorizes (mask + pack) where the strided byte form does not.
+    for (std::size_t j = 0; j < pairs; ++j) {
+      std::uint16_t v;
+      std::memcpy(&v, cc + 2 * j, 2);
+      v = static_cast<std::uint16_t>(v & 0x0f0fu);
+      d[j] = static_cast<std::uint8_t>(v | (v >> 4));
+    }
+  } else {
+    for (std::size_t j = 0; j < pairs; ++j)
+      d[j] = static_cast<std::uint8_t>((cc[2 * j] & 15u) | ((cc[2 * j + 1] & 15u) << 4));
+  }
   if ((m - k) & 1) d[pairs] = static_cast<std::uint8_t>(c[m - 1] & 15u);
 }
 
@@ -73,6 +132,51 @@ bool has_nibble_8(const std::uint8_t* p, std::size_t m) noexcept {
   unsigned bad = 0;
   for (std::size_t i = 0; i < m; ++i) bad |= ((p[i] & 0x0fu) == 0x08u) | ((p[i] & 0xf0u) == 0x80u);
   return bad != 0;
+}
+
+template <bool Avx2>
+QK_INLINE void k_encode(const float* inp, std::size_t n, std::size_t block_, std::byte* body) noexcept {
+
+  const std::size_t nblocks = (n + block_ - 1) / block_;
+  auto* codes = reinterpret_cast<std::uint8_t*>(body + 4 * nblocks);
+  std::uint8_t tmp[chunk];
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const std::size_t s = b * block_;
+    const std::size_t m = std::min<std::size_t>(block_, n - s);
+    const float* x = inp + s;
+    const std::uint32_t abits = absmax_bits<Avx2>(x, m);
+    const float a = std::bit_cast<float>(abits);
+    store_le<float>(body + 4 * b, a);
+    // Thresholds a 2^-7 (0 vs a 2^-6) and the midpoints 0.75 a 2^(k-7), k = 2..7, exact in
+    // double. For a = 0 every threshold is above the largest float, so every code is 0.
+    std::uint32_t th[7];
+    if (abits == 0) {
+      for (auto& t : th) t = 0x7f800000u;
+    } else {
+      const double da = static_cast<double>(a);
+      th[0] = ceil_float_bits(da * 0x1p-7);
+      double mid = da * 3.0 * 0x1p-7;  // 0.75 a 2^-5, between a 2^-6 and a 2^-5
+      for (int k = 1; k < 7; ++k, mid *= 2.0) th[k] = ceil_float_bits(mid);
+    }
+    bool geometric = abits != 0 && th[1] >= 0x00800000u;
+    for (int k = 2; k < 7; ++k) geometric = geometric && th[k] == th[1] + (static_cast<std::uint32_t>(k - 1) << 23);
+    for (std::size_t j = 0; j < m; j += chunk) {
+      const std::size_t mm = std::min(chunk, m - j);
+      if (geometric) {
+        quantize_geometric(x + j, tmp, mm, th);
+      } else {
+        quantize(x + j, tmp, mm, th);
+      }
+      put_nibbles(codes, s + j, tmp, mm);
+    }
+  }
+}
+
+void encode_portable(const float* in, std::size_t n, std::size_t block, std::byte* body) noexcept {
+  k_encode<false>(in, n, block, body);
+}
+QK_AVX2 void encode_avx2(const float* in, std::size_t n, std::size_t block, std::byte* body) noexcept {
+  k_encode<QK_X86 != 0>(in, n, block, body);
 }
 
 }  // namespace
@@ -108,34 +212,8 @@ std::size_t fp4_codec::body_bytes(std::size_t n) const noexcept {
 }
 
 void fp4_codec::encode_body(std::span<const float> in, std::span<std::byte> body) {
-  const std::size_t n = in.size();
-  const std::size_t nblocks = (n + block_ - 1) / block_;
-  auto* codes = reinterpret_cast<std::uint8_t*>(body.data() + 4 * nblocks);
-  std::uint8_t tmp[chunk];
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    const std::size_t s = b * block_;
-    const std::size_t m = std::min<std::size_t>(block_, n - s);
-    const float* x = in.data() + s;
-    const std::uint32_t abits = absmax_bits(x, m);
-    const float a = std::bit_cast<float>(abits);
-    store_le<float>(body.data() + 4 * b, a);
-    // Thresholds a 2^-7 (0 vs a 2^-6) and the midpoints 0.75 a 2^(k-7), k = 2..7, exact in
-    // double. For a = 0 every threshold is above the largest float, so every code is 0.
-    std::uint32_t th[7];
-    if (abits == 0) {
-      for (auto& t : th) t = 0x7f800000u;
-    } else {
-      const double da = static_cast<double>(a);
-      th[0] = ceil_float_bits(da * 0x1p-7);
-      double mid = da * 3.0 * 0x1p-7;  // 0.75 a 2^-5, between a 2^-6 and a 2^-5
-      for (int k = 1; k < 7; ++k, mid *= 2.0) th[k] = ceil_float_bits(mid);
-    }
-    for (std::size_t j = 0; j < m; j += chunk) {
-      const std::size_t mm = std::min(chunk, m - j);
-      quantize(x + j, tmp, mm, th);
-      put_nibbles(codes, s + j, tmp, mm);
-    }
-  }
+  (detail::active_quant_isa() == detail::quant_isa::avx2 ? encode_avx2 : encode_portable)(in.data(), in.size(), block_,
+                                                                                         body.data());
 }
 
 status fp4_codec::decode_body(std::span<const std::byte>, std::span<const std::byte> body, std::span<float> out,
@@ -163,15 +241,33 @@ status fp4_codec::decode_body(std::span<const std::byte>, std::span<const std::b
     tab[7] = a;  // exact even when a 2^-6 underflowed
     tab[15] = -a;
     float* o = out.data() + s;
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::size_t g = s + i;
+    auto one = [&](std::size_t idx) {
+      const std::size_t g = s + idx;
       const float v = tab[(codes[g >> 1] >> ((g & 1) * 4)) & 15u];
       if (accumulate) {
-        o[i] += weight * v;
+        o[idx] += weight * v;
       } else {
-        o[i] = v;
+        o[idx] = v;
+      }
+    };
+    std::size_t i = 0;
+    if (m && (s & 1)) one(i++);
+    const std::uint8_t* c = codes + ((s + i) >> 1);
+    const std::size_t pairs = (m - i) / 2;
+    float* oo = o + i;
+    if (accumulate) {
+      for (std::size_t k = 0; k < pairs; ++k) {
+        oo[2 * k] += weight * tab[c[k] & 15u];
+        oo[2 * k + 1] += weight * tab[c[k] >> 4];
+      }
+    } else {
+      for (std::size_t k = 0; k < pairs; ++k) {
+        oo[2 * k] = tab[c[k] & 15u];
+        oo[2 * k + 1] = tab[c[k] >> 4];
       }
     }
+    i += 2 * pairs;
+    if (i < m) one(i);
   }
   return {};
 }

@@ -75,7 +75,7 @@ bool is_finite_bf16(std::uint16_t h) { return (h & 0x7f80u) != 0x7f80u; }
 struct q_grid {
   double lo, step, inv;
   q_grid(float lo_f, float hi_f, unsigned q) noexcept
-      : lo(lo_f), step((static_cast<double>(hi_f) - static_cast<double>(lo_f)) / static_cast<double>((1u << q) - 1)),
+      : lo(static_cast<double>(lo_f)), step((static_cast<double>(hi_f) - static_cast<double>(lo_f)) / static_cast<double>((1u << q) - 1)),
         inv(step > 0.0 ? 1.0 / step : 0.0) {}
   std::uint32_t code(float v, unsigned q) const noexcept {
     // Round half up; truncation is floor here since c >= 0 (v >= lo).

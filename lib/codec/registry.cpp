@@ -46,8 +46,6 @@ const entry table[] = {
    [](spec_args& a) { return cast_codec::from_spec(a, dtype::bf16); },
    [](std::span<const std::byte> p, std::uint64_t n) { return cast_codec::from_params(p, n, dtype::bf16); },
    "bf16"},
-  {codec_id::powersgd, "powersgd", powersgd_codec::from_spec, powersgd_codec::from_params,
-   "powersgd:rows=32,cols=16,rank=2"},
   {codec_id::minmax, "minmax", minmax_codec::from_spec, minmax_codec::from_params,
    "minmax:bits=8,rounding=nearest,seed=0"},
   {codec_id::blockwise, "blockwise", blockwise_codec::from_spec, blockwise_codec::from_params,
@@ -67,7 +65,9 @@ const entry table[] = {
   {codec_id::sign, "sign", sign_codec::from_spec, sign_codec::from_params, "sign:block=0"},
   {codec_id::dct_topk, "dct_topk", dct_topk_codec::from_spec, dct_topk_codec::from_params,
    "dct_topk:chunk=64,k=8,values=fp16"},
-  // @registry-rows: further codecs add their rows above this line.
+  {codec_id::powersgd, "powersgd", powersgd_codec::from_spec, powersgd_codec::from_params,
+   "powersgd:rows=32,cols=16,rank=2"},
+  // Further codecs add their rows here, in codec_id order.
 };
 // clang-format on
 

@@ -58,6 +58,7 @@ class codebook8_codec final : public basic_codec {
 
   codebook_kind kind_;
   std::vector<float> sample_;  // quantile8 scratch, grows to at most max_sample
+  std::vector<std::uint16_t> bucket_;  // quantile8 search table, 2^16 entries once n is large
 };
 
 }  // namespace dtrain::codec
