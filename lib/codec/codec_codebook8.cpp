@@ -5,20 +5,10 @@
 #include <bit>
 #include <cmath>
 
-#include "dtrain/codec/codec_minmax.h"
+#include "dtrain/codec/detail/quant_isa.h"
 #include "dtrain/core/dtype.h"
+#include "quant_kernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define QK_X86 1
-#include <immintrin.h>
-#define QK_AVX2 __attribute__((target("avx2")))
-#else
-#define QK_X86 0
-#define QK_AVX2
-#endif
-// Kernels are inlined into a portable and an AVX2 wrapper with the same operations (no
-// FMA), so both give the same codes.
-#define QK_INLINE inline __attribute__((always_inline))
 
 namespace dtrain::codec {
 namespace {

@@ -9,18 +9,9 @@
 #include "dtrain/core/bitpack.h"
 #include "dtrain/core/dtype.h"
 #include "dtrain/core/rng.h"
+#include "dtrain/codec/detail/quant_isa.h"
+#include "quant_kernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define QK_X86 1
-#include <immintrin.h>
-#define QK_AVX2 __attribute__((target("avx2")))
-#else
-#define QK_X86 0
-#endif
-// The kernels are inlined into a portable and an AVX2 wrapper; plain float mul/add/sub
-// (never FMA: the target is avx2 alone and the build passes -ffp-contract=off), so both
-// builds compute the same bits.
-#define QK_INLINE inline __attribute__((always_inline))
 
 namespace dtrain::codec {
 namespace {

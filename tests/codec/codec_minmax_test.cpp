@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "codec/codec_test_util.h"
+#include "dtrain/codec/detail/quant_isa.h"
 #include "dtrain/codec/payload.h"
 #include "dtrain/core/bitpack.h"
 

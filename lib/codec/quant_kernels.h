@@ -1,0 +1,60 @@
+// lib/codec/quant_kernels.h (private): what the dense quantizer kernels share: the
+// portable/AVX2 build macros and the bitwise absmax scan.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QK_X86 1
+#include <immintrin.h>
+#define QK_AVX2 __attribute__((target("avx2")))
+#else
+#define QK_X86 0
+#define QK_AVX2
+#endif
+// Kernels are inlined into a portable and an AVX2 wrapper; plain float mul/add (never
+// FMA: the target is avx2 alone and the build passes -ffp-contract=off), integer max and
+// compares, so both builds write the same bytes.
+#define QK_INLINE inline __attribute__((always_inline))
+
+namespace dtrain::codec::detail {
+
+// max |x| by bits: for non-negative finite floats integer order is float order, so the
+// float max (SSE2) and the int32 max (AVX2) agree, whatever the lane order.
+template <bool Avx2>
+QK_INLINE std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
+  std::uint32_t a = 0;
+  std::size_t i = 0;
+  if constexpr (Avx2) {
+    std::int32_t l[16] = {};
+    for (; i + 16 <= m; i += 16)
+      for (std::size_t k = 0; k < 16; ++k) {
+        const auto v = static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(x[i + k]) & 0x7fffffffu);
+        l[k] = v > l[k] ? v : l[k];
+      }
+    for (std::int32_t v : l) a = static_cast<std::uint32_t>(v) > a ? static_cast<std::uint32_t>(v) : a;
+  } else {
+#if defined(__SSE2__)
+    if (m >= 8) {
+      const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+      __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+      for (; i + 8 <= m; i += 8) {
+        a0 = _mm_max_ps(a0, _mm_and_ps(mask, _mm_loadu_ps(x + i)));
+        a1 = _mm_max_ps(a1, _mm_and_ps(mask, _mm_loadu_ps(x + i + 4)));
+      }
+      alignas(16) std::uint32_t t[4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(_mm_max_ps(a0, a1)));
+      for (std::uint32_t v : t) a = v > a ? v : a;
+    }
+#endif
+  }
+  for (; i < m; ++i) {
+    const std::uint32_t v = std::bit_cast<std::uint32_t>(x[i]) & 0x7fffffffu;
+    a = v > a ? v : a;
+  }
+  return a;
+}
+
+}  // namespace dtrain::codec::detail
