@@ -2,7 +2,6 @@
 // per-width packer, table decode; portable and AVX2 builds of the same kernels.
 #include "dtrain/codec/codec_minmax.h"
 
-#include <atomic>
 #include <bit>
 #include <cstring>
 
@@ -441,8 +440,6 @@ void level_table(float lo, float hi, unsigned levels, float* t) noexcept {
   t[levels] = hi;
 }
 
-std::atomic<std::uint8_t> forced_isa{0};
-
 }  // namespace
 
 minmax_codec::minmax_codec(unsigned bits, rounding_mode rounding, std::uint64_t seed) noexcept
@@ -541,28 +538,4 @@ status minmax_codec::decode_body(std::span<const std::byte>, std::span<const std
   return {};
 }
 
-namespace detail {
-
-bool quant_isa_available(quant_isa isa) noexcept {
-  if (isa != quant_isa::avx2) return true;
-#if QK_X86
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-#else
-  return false;
-#endif
-}
-
-void set_quant_isa(quant_isa isa) noexcept {
-  DTRAIN_ASSERT(quant_isa_available(isa));
-  forced_isa.store(static_cast<std::uint8_t>(isa), std::memory_order_relaxed);
-}
-
-quant_isa active_quant_isa() noexcept {
-  const auto f = static_cast<quant_isa>(forced_isa.load(std::memory_order_relaxed));
-  if (f != quant_isa::automatic) return f;
-  return quant_isa_available(quant_isa::avx2) ? quant_isa::avx2 : quant_isa::portable;
-}
-
-}  // namespace detail
 }  // namespace dtrain::codec
