@@ -1,10 +1,11 @@
 // lib/codec/quant_kernels.h (private): what the dense quantizer kernels share: the
-// portable/AVX2 build macros and the bitwise absmax scan.
+// portable/AVX2 build macros, the bitwise absmax scan and 4-bit packing.
 #pragma once
 
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define QK_X86 1
@@ -55,6 +56,34 @@ QK_INLINE std::uint32_t absmax_bits(const float* x, std::size_t m) noexcept {
     a = v > a ? v : a;
   }
   return a;
+}
+
+// Writes m nibbles (low 4 bits of c) for stream positions first.. into o. Positions are
+// written in increasing order and a lone trailing nibble leaves its high half zero, so
+// an odd `first` can OR into the byte the previous call ended with.
+QK_INLINE void put_nibbles(std::uint8_t* o, std::size_t first, const std::uint8_t* c, std::size_t m) noexcept {
+  std::size_t k = 0;
+  if (m && (first & 1)) {
+    o[first >> 1] = static_cast<std::uint8_t>(o[first >> 1] | ((c[0] & 15u) << 4));
+    k = 1;
+  }
+  std::uint8_t* d = o + ((first + k) >> 1);
+  const std::size_t pairs = (m - k) / 2;
+  const std::uint8_t* cc = c + k;
+  if constexpr (std::endian::native == std::endian::little) {
+    // Two codes as one little-endian u16: v | v >> 4 puts the pair in the low byte, and
+    // this form vectorizes (mask + pack) where the strided byte form does not.
+    for (std::size_t j = 0; j < pairs; ++j) {
+      std::uint16_t v;
+      std::memcpy(&v, cc + 2 * j, 2);
+      v = static_cast<std::uint16_t>(v & 0x0f0fu);
+      d[j] = static_cast<std::uint8_t>(v | (v >> 4));
+    }
+  } else {
+    for (std::size_t j = 0; j < pairs; ++j)
+      d[j] = static_cast<std::uint8_t>((cc[2 * j] & 15u) | ((cc[2 * j + 1] & 15u) << 4));
+  }
+  if ((m - k) & 1) d[pairs] = static_cast<std::uint8_t>(c[m - 1] & 15u);
 }
 
 }  // namespace dtrain::codec::detail
