@@ -97,11 +97,7 @@ result<std::size_t> basic_codec::encode(std::span<const float> in, std::span<std
   return need;
 }
 
-status basic_codec::decode_into(std::span<const std::byte> payload, std::span<float> out, bool accumulate,
-                                float weight) const {
-  auto parsed = parse_payload(payload);
-  if (!parsed.ok()) return parsed.status();
-  const payload_view& v = *parsed;
+status basic_codec::decode_view(const payload_view& v, std::span<float> out, bool accumulate, float weight) const {
   if (v.id != id())
     return failed_precondition(std::string(name()) + " decoder got a " + std::string(codec_name(v.id)) +
                                " payload (codec mismatch)");
@@ -124,11 +120,15 @@ status basic_codec::decode_into(std::span<const std::byte> payload, std::span<fl
 }
 
 status basic_codec::decode(std::span<const std::byte> payload, std::span<float> out) const {
-  return decode_into(payload, out, false, 1.0f);
+  auto v = parse_payload(payload);
+  if (!v.ok()) return v.status();
+  return decode_view(*v, out, false, 1.0f);
 }
 
 status basic_codec::decode_accumulate(std::span<const std::byte> payload, std::span<float> acc, float weight) const {
-  return decode_into(payload, acc, true, weight);
+  auto v = parse_payload(payload);
+  if (!v.ok()) return v.status();
+  return decode_view(*v, acc, true, weight);
 }
 
 }  // namespace dtrain::codec

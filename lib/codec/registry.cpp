@@ -4,17 +4,17 @@
 
 #include <string>
 
-#include "dtrain/codec/codec_cast.h"
-#include "dtrain/codec/codec_randomk.h"
-#include "dtrain/codec/codec_sign.h"
-#include "dtrain/codec/codec_dct_topk.h"
-#include "dtrain/codec/codec_topk.h"
 #include "dtrain/codec/codec_blockwise.h"
+#include "dtrain/codec/codec_cast.h"
 #include "dtrain/codec/codec_codebook8.h"
+#include "dtrain/codec/codec_dct_topk.h"
 #include "dtrain/codec/codec_fp4.h"
 #include "dtrain/codec/codec_minmax.h"
-#include "dtrain/codec/error_feedback.h"
 #include "dtrain/codec/codec_powersgd.h"
+#include "dtrain/codec/codec_randomk.h"
+#include "dtrain/codec/codec_sign.h"
+#include "dtrain/codec/codec_topk.h"
+#include "dtrain/codec/error_feedback.h"
 #include "dtrain/codec/payload.h"
 #include "dtrain/codec/spec.h"
 
@@ -94,24 +94,43 @@ result<std::unique_ptr<codec>> make_codec(std::string_view spec) {
   return invalid_argument("unknown codec '" + args->name() + "'");
 }
 
+namespace {
+
+// Every table row builds a basic_codec subclass, so the *_any functions can decode the
+// view they already verified instead of hashing the payload a second time.
+result<std::unique_ptr<basic_codec>> decoder_for(const payload_view& v) {
+  const entry* e = find(v.id);
+  if (!e) return unimplemented("codec id " + std::to_string(static_cast<int>(v.id)) + " is unknown to this build");
+  auto c = e->from_params(v.params, v.count);
+  if (!c.ok()) return c.status();
+  DTRAIN_ASSERT(dynamic_cast<basic_codec*>(c->get()) != nullptr && "registry rows must build basic_codecs");
+  return std::unique_ptr<basic_codec>(static_cast<basic_codec*>(c->release()));
+}
+
+status decode_view_any(std::span<const std::byte> payload, std::span<float> out, bool accumulate, float weight) {
+  auto v = parse_payload(payload);
+  if (!v.ok()) return v.status();
+  auto c = decoder_for(*v);
+  if (!c.ok()) return c.status();
+  return (*c)->decode_view(*v, out, accumulate, weight);
+}
+
+}  // namespace
+
 result<std::unique_ptr<codec>> make_decoder(std::span<const std::byte> payload) {
   auto v = parse_payload(payload);
   if (!v.ok()) return v.status();
-  const entry* e = find(v->id);
-  if (!e) return unimplemented("codec id " + std::to_string(static_cast<int>(v->id)) + " is unknown to this build");
-  return e->from_params(v->params, v->count);
+  auto c = decoder_for(*v);
+  if (!c.ok()) return c.status();
+  return std::unique_ptr<codec>(std::move(c).value());
 }
 
 status decode_any(std::span<const std::byte> payload, std::span<float> out) {
-  auto c = make_decoder(payload);
-  if (!c.ok()) return c.status();
-  return (*c)->decode(payload, out);
+  return decode_view_any(payload, out, false, 1.0f);
 }
 
 status decode_accumulate_any(std::span<const std::byte> payload, std::span<float> acc, float weight) {
-  auto c = make_decoder(payload);
-  if (!c.ok()) return c.status();
-  return (*c)->decode_accumulate(payload, acc, weight);
+  return decode_view_any(payload, acc, true, weight);
 }
 
 result<std::uint64_t> payload_count(std::span<const std::byte> payload) {

@@ -16,26 +16,31 @@ result<spec_args> spec_args::parse(std::string_view spec) {
   std::string_view rest = spec.substr(colon + 1);
   while (!rest.empty()) {
     const std::size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
+    std::string_view part = rest.substr(0, comma);
     rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    const std::size_t eq = item.find('=');
+    const std::size_t eq = part.find('=');
     if (eq == std::string_view::npos || eq == 0)
-      return invalid_argument("codec spec item '" + std::string(item) + "' is not key=value");
-    std::string key(item.substr(0, eq));
+      return invalid_argument("codec spec entry '" + std::string(part) + "' is not key=value");
+    std::string key(part.substr(0, eq));
     if (a.kv_.count(key)) return invalid_argument("codec spec repeats key '" + key + "'");
-    a.used_[key] = false;
-    a.kv_[key] = std::string(item.substr(eq + 1));
+    a.kv_[key] = {std::string(part.substr(eq + 1))};
   }
   return a;
 }
 
+const std::string* spec_args::take(std::string_view key) {
+  auto it = kv_.find(key);
+  if (it == kv_.end()) return nullptr;
+  it->second.used = true;
+  return &it->second.value;
+}
+
 result<std::uint64_t> spec_args::get_uint(std::string_view key, std::uint64_t fallback, std::uint64_t lo,
                                           std::uint64_t hi) {
-  auto it = kv_.find(key);
-  if (it == kv_.end()) return fallback;
-  used_.find(key)->second = true;
+  const std::string* found = take(key);
+  if (!found) return fallback;
+  const std::string& s = *found;
   std::uint64_t v = 0;
-  const std::string& s = it->second;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size())
     return invalid_argument(name_ + ": '" + std::string(key) + "' must be an unsigned integer, got '" + s + "'");
@@ -46,10 +51,9 @@ result<std::uint64_t> spec_args::get_uint(std::string_view key, std::uint64_t fa
 }
 
 result<double> spec_args::get_float(std::string_view key, double fallback, double lo, double hi) {
-  auto it = kv_.find(key);
-  if (it == kv_.end()) return fallback;
-  used_.find(key)->second = true;
-  const std::string& s = it->second;
+  const std::string* found = take(key);
+  if (!found) return fallback;
+  const std::string& s = *found;
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
   if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
@@ -62,19 +66,18 @@ result<double> spec_args::get_float(std::string_view key, double fallback, doubl
 
 result<std::string> spec_args::get_choice(std::string_view key, std::string_view fallback,
                                           std::initializer_list<std::string_view> choices) {
-  auto it = kv_.find(key);
-  if (it == kv_.end()) return std::string(fallback);
-  used_.find(key)->second = true;
+  const std::string* found = take(key);
+  if (!found) return std::string(fallback);
   for (std::string_view c : choices)
-    if (c == it->second) return it->second;
+    if (c == *found) return *found;
   std::string list;
   for (std::string_view c : choices) list += (list.empty() ? "" : "|") + std::string(c);
-  return invalid_argument(name_ + ": '" + std::string(key) + "' must be one of " + list + ", got '" + it->second + "'");
+  return invalid_argument(name_ + ": '" + std::string(key) + "' must be one of " + list + ", got '" + *found + "'");
 }
 
 status spec_args::finish() const {
-  for (const auto& [k, used] : used_)
-    if (!used) return invalid_argument(name_ + ": unknown parameter '" + k + "'");
+  for (const auto& [k, it] : kv_)
+    if (!it.used) return invalid_argument(name_ + ": unknown parameter '" + k + "'");
   return {};
 }
 

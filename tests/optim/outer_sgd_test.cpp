@@ -30,11 +30,7 @@ struct sgd_case {
   std::vector<double> theta;
 };
 
-// tests/optim/data, found from this file's path (DTRAIN_TEST_DATA_DIR is tests/data).
-std::string data_dir() {
-  const std::string f = __FILE__;
-  return f.substr(0, f.find_last_of('/')) + "/data";
-}
+std::string data_dir() { return DTRAIN_TEST_SOURCE_DIR "/optim/data"; }
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -62,6 +62,10 @@ class basic_codec : public codec {
   status decode(std::span<const std::byte> payload, std::span<float> out) const final;
   status decode_accumulate(std::span<const std::byte> payload, std::span<float> acc,
                            float weight = 1.0f) const final;
+  /// decode() (accumulate = false) or decode_accumulate() on a payload the caller has
+  /// already run through parse_payload(), so its checksum is not computed twice. Same
+  /// errors as decode(), minus those parse_payload() already reported.
+  status decode_view(const payload_view& v, std::span<float> out, bool accumulate, float weight) const;
 
  protected:
   /// Version of this codec's parameter/body layout; bump on any change.
@@ -88,8 +92,6 @@ class basic_codec : public codec {
                              std::span<float> out, bool accumulate, float weight) const = 0;
 
  private:
-  status decode_into(std::span<const std::byte> payload, std::span<float> out, bool accumulate,
-                     float weight) const;
   std::vector<float> sanitized_;  // scratch for nonfinite_policy::zero only
 };
 

@@ -25,8 +25,13 @@ result<std::unique_ptr<codec>> make_codec(std::string_view spec);
 result<std::unique_ptr<codec>> make_decoder(std::span<const std::byte> payload);
 
 /// Decodes any dtrain payload into `out`; out.size() must equal the payload's count.
+/// Errors: those of parse_payload(), make_decoder() and codec::decode(); on error `out`
+/// is untouched. Verifies the checksum once, but builds a decoder on every call (a
+/// small allocation; a DCT basis for dct_topk): in a hot loop over payloads of one
+/// codec, keep the codec from make_decoder() and call its decode() instead.
 status decode_any(std::span<const std::byte> payload, std::span<float> out);
-/// acc += weight * decode(payload), for any dtrain payload.
+/// acc += weight * decode(payload), for any dtrain payload. Same errors and costs as
+/// decode_any(); on error `acc` is untouched.
 status decode_accumulate_any(std::span<const std::byte> payload, std::span<float> acc, float weight = 1.0f);
 /// Element count of a payload (after verifying its frame).
 result<std::uint64_t> payload_count(std::span<const std::byte> payload);

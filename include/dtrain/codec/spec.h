@@ -31,9 +31,15 @@ class spec_args {
   status finish() const;
 
  private:
+  struct item {
+    std::string value;
+    bool used = false;  ///< a getter asked for it (finish() reports the rest)
+  };
+  /// The value for `key`, marking it used; nullptr when absent.
+  const std::string* take(std::string_view key);
+
   std::string name_;
-  std::map<std::string, std::string, std::less<>> kv_;
-  std::map<std::string, bool, std::less<>> used_;
+  std::map<std::string, item, std::less<>> kv_;
 };
 
 }  // namespace dtrain::codec

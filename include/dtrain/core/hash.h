@@ -59,10 +59,4 @@ class xxh3_128_stream {
   std::unique_ptr<impl> impl_;
 };
 
-/// View any trivially-copyable span as bytes, for hashing.
-template <class T>
-std::span<const std::byte> as_bytes_of(std::span<const T> s) noexcept {
-  return std::as_bytes(s);
-}
-
 }  // namespace dtrain

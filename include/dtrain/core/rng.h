@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <span>
 
@@ -69,7 +70,11 @@ class counter_rng {
   }
   /// Standard normal by Box-Muller on two uniforms (float math: reproducible only where
   /// libm agrees; use for test data, not for consensus).
-  float next_normal() noexcept;
+  float next_normal() noexcept {
+    const float u1 = (static_cast<float>(next_u32() >> 8) + 1.0f) * 0x1p-24f;  // (0, 1]
+    const float u2 = next_uniform();
+    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853071795864f * u2);
+  }
 
   /// Fills `out` with uniforms in [0, 1) from words index()..index()+out.size().
   constexpr void fill_uniform(std::span<float> out) noexcept {
@@ -87,9 +92,3 @@ class counter_rng {
 
 }  // namespace dtrain
 
-#include <cmath>
-inline float dtrain::counter_rng::next_normal() noexcept {
-  const float u1 = (static_cast<float>(next_u32() >> 8) + 1.0f) * 0x1p-24f;  // (0, 1]
-  const float u2 = next_uniform();
-  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853071795864f * u2);
-}

@@ -63,8 +63,6 @@ class [[nodiscard]] status {
   status() noexcept = default;
   status(status_code c, std::string message) : code_(c), message_(std::move(message)) {}
 
-  static status ok_status() noexcept { return {}; }
-
   bool ok() const noexcept { return code_ == status_code::ok; }
   dtrain::status_code code() const noexcept { return code_; }
   const std::string& message() const noexcept { return message_; }
