@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "dtrain/codec/registry.h"
@@ -70,47 +71,61 @@ std::string error_feedback::spec() const {
   return "ef:beta=" + float_text(beta_) + ",gamma=" + float_text(gamma_) + ",inner=" + inner_->spec();
 }
 
+result<std::size_t> error_feedback_step(std::span<float> residual, std::span<float> scratch, float beta,
+                                        float gamma, std::span<const float> g, nonfinite_policy policy, codec& c,
+                                        std::span<std::byte> out) {
+  const std::size_t n = g.size();
+  if (residual.size() != n || scratch.size() != n)
+    return invalid_argument("error feedback: input, residual and scratch hold " + std::to_string(n) + ", " +
+                            std::to_string(residual.size()) + " and " + std::to_string(scratch.size()) +
+                            " values");
+  const std::size_t need = c.max_encoded_bytes(n);
+  if (out.size() < need)
+    return status(status_code::resource_exhausted, "error feedback (" + std::string(c.name()) + ") needs " +
+                                                       std::to_string(need) + " output bytes, got " +
+                                                       std::to_string(out.size()));
+  const std::size_t bad = find_nonfinite(g);
+  if (bad != n && policy == nonfinite_policy::reject)
+    return invalid_argument("error feedback (" + std::string(c.name()) + "): input holds NaN/Inf at index " +
+                            std::to_string(bad) + " (nonfinite_policy::reject)");
+
+  float* __restrict x = scratch.data();
+  const float* __restrict r = residual.data();
+  const float* __restrict in = g.data();
+  if (bad == n) {
+    for (std::size_t i = 0; i < n; ++i) x[i] = beta * r[i] + gamma * in[i];
+  } else {
+    for (std::size_t i = 0; i < n; ++i) x[i] = beta * r[i] + gamma * (is_finite_bits(in[i]) ? in[i] : 0.0f);
+  }
+  if (const std::size_t over = find_nonfinite(scratch); over != n)
+    return invalid_argument("error feedback: beta * residual + gamma * input overflows at index " +
+                            std::to_string(over));
+
+  auto written = c.encode(scratch, out);
+  if (!written.ok()) return written.status();
+  // x - decode(payload), computed as x + (-1) * decoded: bit-identical and one pass.
+  const status st = c.decode_accumulate(out.first(*written), scratch, -1.0f);
+  if (!st.ok()) return internal_error("error feedback: the codec cannot decode its own payload: " + st.to_string());
+  // A codec may overflow (fp16 turns 1e6 into Inf); such a residual would poison r forever.
+  if (const std::size_t inf = find_nonfinite(scratch); inf != n)
+    return out_of_range("error feedback: the codec's output is not finite at index " + std::to_string(inf) +
+                        " (a value outside the codec's range)");
+  if (n) std::memcpy(residual.data(), scratch.data(), n * sizeof(float));
+  return *written;
+}
+
 result<std::size_t> error_feedback::encode(std::span<const float> in, std::span<std::byte> out) {
   const std::size_t n = in.size();
   if (!residual_.empty() && residual_.size() != n)
     return invalid_argument("ef: encode of " + std::to_string(n) + " elements, the residual holds " +
                             std::to_string(residual_.size()) + " (call reset() to change size)");
-  const std::size_t need = inner_->max_encoded_bytes(n);
-  if (out.size() < need)
-    return status(status_code::resource_exhausted, "ef(" + std::string(name()) + ") encode needs " +
-                                                       std::to_string(need) + " output bytes, got " +
-                                                       std::to_string(out.size()));
-  const std::size_t bad = find_nonfinite(in);
-  if (bad != n && nonfinite_ == nonfinite_policy::reject)
-    return invalid_argument("ef(" + std::string(name()) + ") encode: input holds NaN/Inf at index " +
-                            std::to_string(bad) + " (nonfinite_policy::reject)");
-
-  x_.resize(n);  // allocates only until x_ and residual_ both hold n floats
-  const float b = beta_, g = gamma_;
-  float* x = x_.data();
-  const float* r = residual_.data();
-  if (bad == n) {
-    if (residual_.empty()) {
-      for (std::size_t i = 0; i < n; ++i) x[i] = g * in[i];
-    } else {
-      for (std::size_t i = 0; i < n; ++i) x[i] = b * r[i] + g * in[i];
-    }
-  } else {
-    for (std::size_t i = 0; i < n; ++i) {
-      const float gi = is_finite_bits(in[i]) ? in[i] : 0.0f;
-      x[i] = (residual_.empty() ? 0.0f : b * r[i]) + g * gi;
-    }
-  }
-  if (const std::size_t over = find_nonfinite(x_); over != n)
-    return invalid_argument("ef: beta * residual + gamma * input overflows at index " + std::to_string(over));
-
-  auto written = inner_->encode(x_, out);
-  if (!written.ok()) return written.status();
-  // x - decode(payload), computed as x + (-1) * decoded: bit-identical and one pass.
-  const status st = inner_->decode_accumulate(out.first(*written), x_, -1.0f);
-  if (!st.ok()) return internal_error("ef: the inner codec cannot decode its own payload: " + st.to_string());
-  residual_.swap(x_);
-  return *written;
+  // An empty residual is a zero one; it keeps its size only once an encode succeeds.
+  const bool fresh = residual_.empty();
+  if (fresh) residual_.assign(n, 0.0f);
+  x_.resize(n);  // allocates only until x_ holds n floats
+  auto written = error_feedback_step(residual_, x_, beta_, gamma_, in, nonfinite_, *inner_, out);
+  if (!written.ok() && fresh) residual_.clear();
+  return written;
 }
 
 }  // namespace dtrain::codec

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "ef_compress.h"
+#include "dtrain/codec/error_feedback.h"
 
 namespace dtrain::optim {
 namespace {
@@ -36,7 +36,8 @@ void outer_demo::write_hyper(byte_writer& w) const noexcept {
 }
 
 result<std::size_t> outer_demo::compress(std::span<const float> grad, codec::codec& c, std::span<std::byte> payload) {
-  return detail::ef_compress(buffer(0), scratch_, static_cast<float>(o_.beta), grad, c, payload);
+  return codec::error_feedback_step(buffer(0), scratch_, static_cast<float>(o_.beta), 1.0f, grad,
+                                    codec::nonfinite_policy::reject, c, payload);
 }
 
 void outer_demo::apply(std::span<float> params, std::span<const float> grad) noexcept {

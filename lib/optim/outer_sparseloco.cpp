@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dtrain/codec/error_feedback.h"
 #include "dtrain/codec/registry.h"
-#include "ef_compress.h"
 #include "kernels.h"
 
 namespace dtrain::optim {
@@ -23,7 +23,8 @@ void outer_sparseloco::write_hyper(byte_writer& w) const noexcept { w.put<double
 
 result<std::size_t> outer_sparseloco::compress(std::span<const float> delta, codec::codec& c,
                                                std::span<std::byte> payload) {
-  return detail::ef_compress(buffer(0), scratch_, static_cast<float>(o_.beta), delta, c, payload);
+  return codec::error_feedback_step(buffer(0), scratch_, static_cast<float>(o_.beta), 1.0f, delta,
+                                    codec::nonfinite_policy::reject, c, payload);
 }
 
 void outer_sparseloco::apply(std::span<float> params, std::span<const float> grad) noexcept {

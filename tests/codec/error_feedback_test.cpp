@@ -163,6 +163,16 @@ TEST_CASE("ef: failed encodes leave the residual unchanged", "[codec][ef]") {
   std::vector<float> gh(n, 1e20f);
   CHECK(huge->encode(gh, buf).status().code() == status_code::invalid_argument);
   CHECK(huge->residual().empty());
+  // An inner codec that cannot represent x (fp16 overflows past 65504 to Inf) would
+  // leave an infinite residual: out_of_range, and r keeps its old value.
+  auto half = make_ef("ef:inner=fp16");
+  (void)encode(*half, g);
+  const std::vector<float> rh(half->residual().begin(), half->residual().end());
+  auto gbig = g;
+  gbig[3] = 1e6f;
+  std::vector<std::byte> hbuf(half->max_encoded_bytes(n));
+  CHECK(half->encode(gbig, hbuf).status().code() == status_code::out_of_range);
+  REQUIRE(same_bits(half->residual(), rh));
   // Inner preconditions propagate too (PowerSGD's shape).
   auto pe = make_ef("ef:inner=powersgd:rows=8,cols=8,rank=2");
   std::vector<std::byte> pbuf(pe->max_encoded_bytes(n));

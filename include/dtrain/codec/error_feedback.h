@@ -13,6 +13,22 @@
 
 namespace dtrain::codec {
 
+/// One error-feedback step on caller-owned memory, the mechanism behind error_feedback
+/// and the SparseLoCo / DeMo outer rules: x = beta * r + gamma * g (float, elementwise,
+/// into `scratch`), payload = c.encode(x) into `out`, then r = x - c.decode(payload)
+/// (computed as x + (-1) * decoded, bit-identical to what receivers decode). Returns the
+/// payload bytes. Under nonfinite_policy::zero, NaN/Inf in g count as 0.
+/// Errors: invalid_argument when the spans' sizes differ, for NaN/Inf in g under
+/// nonfinite_policy::reject, or when x overflows; resource_exhausted when out.size() <
+/// c.max_encoded_bytes(n); any error of c.encode; out_of_range when the decoded payload
+/// leaves a non-finite residual (a value outside the codec's range, e.g. fp16 overflow);
+/// internal when c cannot decode its own payload. On every error `residual` is
+/// unchanged; `scratch` and `out` are unspecified. Does not allocate.
+/// @pre residual, scratch and g do not overlap.
+result<std::size_t> error_feedback_step(std::span<float> residual, std::span<float> scratch, float beta,
+                                        float gamma, std::span<const float> g, nonfinite_policy policy, codec& c,
+                                        std::span<std::byte> out);
+
 /// Error feedback around an inner codec: encode(g) forms x = beta * r + gamma * g
 /// (float, elementwise), emits inner.encode(x) and keeps r = x - inner.decode(payload).
 /// With beta = gamma = 1 the sum of everything decoded plus the residual telescopes to
@@ -43,11 +59,9 @@ class error_feedback final : public codec {
   bool summable() const noexcept override { return inner_->summable(); }
   std::size_t max_encoded_bytes(std::size_t n) const noexcept override { return inner_->max_encoded_bytes(n); }
 
-  /// Encodes beta * r + gamma * in through the inner codec and updates r.
-  /// Errors: invalid_argument for NaN/Inf in `in` under nonfinite_policy::reject (r
-  /// untouched), for in.size() != residual().size() after the first encode, or when
-  /// beta * r + gamma * in overflows; resource_exhausted for a too-small `out`; any error
-  /// of the inner encode. Under nonfinite_policy::zero, NaN/Inf inputs count as 0.
+  /// Encodes beta * r + gamma * in through the inner codec and updates r
+  /// (error_feedback_step()). Errors: those of error_feedback_step(), plus
+  /// invalid_argument for in.size() != residual().size() after the first encode.
   result<std::size_t> encode(std::span<const float> in, std::span<std::byte> out) override;
   /// Same as inner().decode().
   status decode(std::span<const std::byte> payload, std::span<float> out) const override {
@@ -72,7 +86,7 @@ class error_feedback final : public codec {
   std::unique_ptr<codec> inner_;
   float beta_, gamma_;
   std::vector<float> residual_;
-  std::vector<float> x_;  // scratch: beta * r + gamma * g, becomes the next residual
+  std::vector<float> x_;  // scratch for error_feedback_step()
 };
 
 }  // namespace dtrain::codec
