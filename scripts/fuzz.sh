@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes codec payload decoding with libFuzzer + ASan/UBSan (tests/fuzz/codec_decode_fuzz.cpp).
+# Runs the libFuzzer + ASan/UBSan targets of tests/fuzz/: codec payload decoding for
+# `seconds`, optimizer-state blobs and codec specs for half of it each, then the
+# collectives' wire formats (net_collective_fuzz for a third, net_message_fuzz for a
+# sixth: 30 s of the default 60).
 # Usage: scripts/fuzz.sh [seconds]   (default 60). Configures a clang build in build-fuzz
-# (override with BUILD_DIR=...), seeds a scratch corpus from tests/fuzz/corpus plus fresh
-# payloads of every registered codec, and exits non-zero if the fuzzer finds a crash,
-# leak, sanitizer report or contract violation; the crashing input lands in
-# tests/fuzz/crashes/ (reproduce: build-fuzz/tests/fuzz/codec_decode_fuzz <file>).
+# (override with BUILD_DIR=...), seeds scratch corpora from tests/fuzz/corpus and
+# tests/fuzz/net_corpus plus fresh payloads of every registered codec and messages of
+# honest collective runs, and exits non-zero if a fuzzer finds a crash, leak, sanitizer
+# report or contract violation; the crashing input lands in tests/fuzz/crashes/
+# (reproduce: build-fuzz/tests/fuzz/<target> <file>).
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -16,7 +20,8 @@ work="$build/fuzz-work"
 CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
   -DDTRAIN_FUZZ=ON -DDTRAIN_SANITIZE=ON -DDTRAIN_BUILD_TESTS=ON -DDTRAIN_BUILD_BENCH=OFF \
   -DDTRAIN_BUILD_EXAMPLES=OFF -DDTRAIN_CUDA=OFF -DDTRAIN_INSTALL=OFF >/dev/null
-ninja -C "$build" -j"${JOBS:-$(nproc)}" codec_decode_fuzz codec_fuzz_make_corpus optim_state_fuzz codec_spec_fuzz
+ninja -C "$build" -j"${JOBS:-$(nproc)}" codec_decode_fuzz codec_fuzz_make_corpus optim_state_fuzz codec_spec_fuzz \
+  net_message_fuzz net_collective_fuzz net_fuzz_make_corpus
 
 rm -rf "$work"
 mkdir -p "$work/corpus" "$crashes"
@@ -35,9 +40,16 @@ run() {
     exit "$status"
   fi
 }
-mkdir -p "$work/optim" "$work/spec"
+mkdir -p "$work/optim" "$work/spec" "$work/netcoll" "$work/netmsg"
 cp "$root"/tests/fuzz/spec_corpus/* "$work/spec/"
+cp "$root"/tests/fuzz/net_corpus/* "$work/netcoll/"
+"$build/tests/fuzz/net_fuzz_make_corpus" "$work/netcoll" "$work/netmsg"
+half=$(( (seconds + 1) / 2 ))
+net_coll=$(( (seconds + 2) / 3 ))
+net_msg=$(( (seconds + 5) / 6 ))
 run codec_decode_fuzz "$seconds" "$work/corpus"
-run optim_state_fuzz $(( (seconds + 1) / 2 )) "$work/optim"
-run codec_spec_fuzz $(( (seconds + 1) / 2 )) "$work/spec"
-echo "fuzz.sh: no finding in ${seconds}s + 2 x $(( (seconds + 1) / 2 ))s"
+run optim_state_fuzz "$half" "$work/optim"
+run codec_spec_fuzz "$half" "$work/spec"
+run net_collective_fuzz "$net_coll" "$work/netcoll"
+run net_message_fuzz "$net_msg" "$work/netmsg"
+echo "fuzz.sh: no finding in ${seconds}s + 2 x ${half}s + ${net_coll}s + ${net_msg}s"

@@ -248,6 +248,10 @@ status butterfly_allreduce::average(std::span<float> data, std::uint64_t /*round
     const detail::range c = detail::split(count_, n, j);
     auto st = codec_->decode(msg.subspan(detail::header_bytes), std::span(scratch_).subspan(c.offset, c.size));
     if (!st.ok()) return detail::corrupt_payload(kWho, j, st);
+    // An honest owner's mean is finite (unless it overflowed the codec's range); never
+    // hand NaN/Inf to the caller as a result.
+    if (!all_finite(std::span<const float>(scratch_).subspan(c.offset, c.size)))
+      return data_loss("butterfly: result from rank " + std::to_string(j) + " decodes to NaN/Inf");
     if (h.b > best_dropped || (h.b == best_dropped && j < best_owner)) {
       best_contributors = h.a;
       best_dropped = h.b;

@@ -22,6 +22,13 @@ constexpr std::uint32_t kStepMeta = 1;
 constexpr std::uint32_t step_rs(std::size_t hop) { return 0x4000u | static_cast<std::uint32_t>(hop & 0x3FFFu); }
 constexpr std::uint32_t step_ag(std::size_t hop) { return 0x8000u | static_cast<std::uint32_t>(hop & 0x3FFFu); }
 
+// A partial sum or an owner's mean that decodes to NaN/Inf: honest peers never send one
+// (encoders refuse non-finite input; an fp16 overflow is the exception docs/collectives.md
+// warns about), so it is the sender's corruption, not this caller's input.
+status nonfinite_payload(rank_t from) {
+  return data_loss("ring: payload from rank " + std::to_string(from) + " decodes to NaN/Inf");
+}
+
 bool is_dense(codec::codec_id id) {
   using codec::codec_id;
   switch (id) {
@@ -169,6 +176,7 @@ status ring_allreduce::run_segment(std::span<const float> data, std::size_t g) {
     received_ += len;
     auto st = codec_->decode(std::span(buf_[1]).first(len), scratch(in));
     if (!st.ok()) return detail::corrupt_payload(kWho, prev, st);
+    if (!all_finite(scratch(in))) return nonfinite_payload(prev);
     if (coef_ != 0.0f) accumulate_scaled(scratch(in), input(in), coef_);
   }
 
@@ -194,6 +202,7 @@ status ring_allreduce::run_segment(std::span<const float> data, std::size_t g) {
     received_ += len;
     auto st = codec_->decode(std::span(buf_[1 - cur]).first(len), scratch(in));
     if (!st.ok()) return detail::corrupt_payload(kWho, prev, st);
+    if (!all_finite(scratch(in))) return nonfinite_payload(prev);
     cur = 1 - cur;
     cur_len = len;
   }

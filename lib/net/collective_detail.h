@@ -1,6 +1,6 @@
 // lib/net/collective_detail.h: internals shared by the global averaging collectives
 // (ring, butterfly, sparse all-gather): chunking, the 24-byte message header of
-// docs/collectives.md, option checks, and a batch of posted operations that is always
+// docs/formats/collective_messages.md, option checks, and a batch of posted operations that is always
 // retired, even on error. Not installed.
 #pragma once
 
@@ -32,7 +32,7 @@ constexpr range split(std::size_t count, std::size_t parts, std::size_t j) noexc
   return {j * base + (j < extra ? j : extra), base + (j < extra ? 1 : 0)};
 }
 
-/// Message kinds of the header (docs/collectives.md, "Message header").
+/// Message kinds of the header (docs/formats/collective_messages.md).
 enum class msg_kind : std::uint8_t {
   meta = 1,          ///< ring: weight, flags and norm of one peer, all-to-all before the ring
   contribution = 2,  ///< butterfly: a peer's encoded chunk for its owner

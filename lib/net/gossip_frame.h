@@ -1,6 +1,6 @@
 // lib/net/gossip_frame.h (private): what the gossip collectives (neighbor_average,
 // push_sum, noloco_pairing) share: the frame around their codec payloads (byte layout in
-// docs/collectives.md, "Gossip frame"), the post-everything-then-wait exchange and the
+// docs/formats/collective_messages.md), the post-everything-then-wait exchange and the
 // schedule check. The arithmetic is robust_aggregate.h's, the option checks
 // collective_detail.h's.
 #pragma once
@@ -68,7 +68,8 @@ struct frame_view {
 /// Errors: aborted when the sender flagged that it could not contribute; unimplemented
 /// for a newer frame version; data_loss for a short frame, wrong magic, version 0, kind,
 /// unknown flags or slot count, lengths that do not add up to
-/// the message, a non-finite or negative weight, or an omitted slot that is not flagged.
+/// the message, or a non-finite or negative weight. An empty slot is legal (push-sum
+/// sends one when it holds no mass).
 inline result<frame_view> parse_frame(std::span<const std::byte> msg, gossip_kind kind, std::size_t slots,
                                       rank_t from) {
   const auto bad = [from](const char* what) {

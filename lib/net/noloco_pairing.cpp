@@ -222,6 +222,11 @@ status noloco_pairing::run(std::span<const std::span<float>> vecs, std::uint64_t
     }
     auto f = parse_frame(msg, gossip_kind::noloco, nv, m);
     if (!f.ok()) return f.status();
+    // Weights are averaged in fp32 (plan_weights() asserts they are finite); an honest
+    // member sends its f32 collective_options::weight.
+    if (f->weight > static_cast<double>(std::numeric_limits<float>::max())) {
+      return data_loss(std::string(kWho) + ": frame from peer " + std::to_string(m) + " carries a weight beyond fp32");
+    }
     frames[k] = *f;
   }
 
