@@ -215,14 +215,15 @@ status markov_source::train_batch(std::uint64_t seed, std::uint64_t worker, std:
   return ok_status();
 }
 
-std::string markov_source::decode(std::span<const std::uint8_t> tokens) const {
+namespace {
+// Token i prints as symbols[i]; tokens past the symbols print as '?'.
+std::string decode_with(std::span<const char> symbols, std::span<const std::uint8_t> tokens) {
   std::string s(tokens.size(), '?');
   for (std::size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < vocab()) s[i] = chain_.options().alphabet[tokens[i]];
+    if (tokens[i] < symbols.size()) s[i] = symbols[tokens[i]];
   return s;
 }
 
-namespace {
 result<std::vector<std::uint8_t>> encode_with(std::span<const char> symbols, std::string_view text) {
   std::array<int, 256> id;
   id.fill(-1);
@@ -238,6 +239,11 @@ result<std::vector<std::uint8_t>> encode_with(std::span<const char> symbols, std
   return out;
 }
 }  // namespace
+
+std::string markov_source::decode(std::span<const std::uint8_t> tokens) const {
+  const std::string& a = chain_.options().alphabet;
+  return decode_with(std::span<const char>(a.data(), a.size()), tokens);
+}
 
 result<std::vector<std::uint8_t>> markov_source::encode(std::string_view text) const {
   const std::string& a = chain_.options().alphabet;
@@ -298,10 +304,7 @@ status text_source::train_batch(std::uint64_t seed, std::uint64_t worker, std::u
 }
 
 std::string text_source::decode(std::span<const std::uint8_t> tokens) const {
-  std::string s(tokens.size(), '?');
-  for (std::size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < vocab()) s[i] = symbols_[tokens[i]];
-  return s;
+  return decode_with(symbols_, tokens);
 }
 
 result<std::vector<std::uint8_t>> text_source::encode(std::string_view text) const {

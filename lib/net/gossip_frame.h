@@ -1,6 +1,6 @@
 // lib/net/gossip_frame.h (private): what the gossip collectives (neighbor_average,
 // push_sum, noloco_pairing) share: the frame around their codec payloads (byte layout in
-// docs/formats/collective_messages.md), the post-everything-then-wait exchange and the
+// docs/collectives.md, "Gossip frame"), the post-everything-then-wait exchange and the
 // schedule check. The arithmetic is robust_aggregate.h's, the option checks
 // collective_detail.h's.
 #pragma once
@@ -68,8 +68,7 @@ struct frame_view {
 /// Errors: aborted when the sender flagged that it could not contribute; unimplemented
 /// for a newer frame version; data_loss for a short frame, wrong magic, version 0, kind,
 /// unknown flags or slot count, lengths that do not add up to
-/// the message, or a non-finite or negative weight. An empty slot is legal (push-sum
-/// sends one when it holds no mass).
+/// the message, a non-finite or negative weight, or an omitted slot that is not flagged.
 inline result<frame_view> parse_frame(std::span<const std::byte> msg, gossip_kind kind, std::size_t slots,
                                       rank_t from) {
   const auto bad = [from](const char* what) {
@@ -123,6 +122,7 @@ class gossip_exchange {
     recv_from_.reserve(max_recvs);
     recv_posted_.reserve(max_recvs);
     recv_len_.reserve(max_recvs);
+    recv_buf_.reserve(max_recvs);
     sends_.reserve(max_sends);
   }
   void clear() noexcept {
@@ -130,6 +130,7 @@ class gossip_exchange {
     recv_from_.clear();
     recv_posted_.clear();
     recv_len_.clear();
+    recv_buf_.clear();
     sends_.clear();
     first_ = ok_status();
   }
@@ -142,6 +143,7 @@ class gossip_exchange {
     recv_posted_.push_back(o.ok() ? 1 : 0);
     if (!o.ok()) note(o.status());
     recv_len_.push_back(0);
+    recv_buf_.push_back(buf);
   }
   void post_send(transport& t, rank_t to, tag_t tag, std::span<const std::byte> frame) {
     DTRAIN_ASSERT(sends_.size() < sends_.capacity());
@@ -177,6 +179,23 @@ class gossip_exchange {
   }
   /// Length of receive k (valid after a successful wait()).
   std::size_t received(std::size_t k) const noexcept { return recv_len_[k]; }
+  /// The bytes of receive k (valid after a successful wait(), while its buffer lives).
+  std::span<const std::byte> message(std::size_t k) const noexcept { return recv_buf_[k].first(recv_len_[k]); }
+
+  /// One gossip round for a node with view `v`: clear(), receive k from v.recv[k].first
+  /// into recv_frames[k * frame_cap, (k + 1) * frame_cap), send `frame` to every
+  /// v.send, then wait(). Needs recv_frames.size() >= v.recv.size() * frame_cap.
+  /// Errors: wait()'s.
+  status exchange(transport& t, const topology::node_view& v, tag_t tag, std::span<std::byte> recv_frames,
+                  std::size_t frame_cap, std::span<const std::byte> frame, deadline d) {
+    DTRAIN_ASSERT(recv_frames.size() >= v.recv.size() * frame_cap);
+    clear();
+    for (std::size_t k = 0; k < v.recv.size(); ++k) {
+      post_recv(t, v.recv[k].first, tag, recv_frames.subspan(k * frame_cap, frame_cap));
+    }
+    for (rank_t to : v.send) post_send(t, to, tag, frame);
+    return wait(t, d);
+  }
 
  private:
   void note(const status& s) {
@@ -186,6 +205,7 @@ class gossip_exchange {
   std::vector<rank_t> recv_from_;
   std::vector<std::uint8_t> recv_posted_;  // 0: the post failed, nothing to wait for
   std::vector<std::size_t> recv_len_;
+  std::vector<std::span<std::byte>> recv_buf_;
   std::vector<op> sends_;
   status first_;
 };

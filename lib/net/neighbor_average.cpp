@@ -107,12 +107,7 @@ status neighbor_average::average(std::span<float> data, std::uint64_t round, std
   const auto frame = std::span<const std::byte>(send_frame_).first(kHeader + len);
 
   // 2. Exchange: every receive, then every send, then retire them all.
-  ex_->clear();
-  for (std::size_t k = 0; k < nin; ++k) {
-    ex_->post_recv(*t_, v.recv[k].first, tag, std::span(recv_frames_).subspan(k * frame_cap_, frame_cap_));
-  }
-  for (rank_t to : v.send) ex_->post_send(*t_, to, tag, frame);
-  status st = ex_->wait(*t_, d);
+  status st = ex_->exchange(*t_, v, tag, recv_frames_, frame_cap_, frame, d);
   if (!local.ok()) return local;
   if (!st.ok()) return st;
 
@@ -143,7 +138,7 @@ status neighbor_average::average(std::span<float> data, std::uint64_t round, std
   for (std::size_t k = 0; k < nin; ++k) {
     const rank_t from = v.recv[k].first;
     if (!self_done && from > me) DTRAIN_RETURN_IF_ERROR(add_self());
-    const auto msg = std::span<const std::byte>(recv_frames_).subspan(k * frame_cap_, ex_->received(k));
+    const auto msg = ex_->message(k);
     bytes_in += msg.size();
     auto f = parse_frame(msg, gossip_kind::neighbor, 1, from);
     if (!f.ok()) return f.status();

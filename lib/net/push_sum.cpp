@@ -137,12 +137,7 @@ status push_sum::round(std::uint64_t t, std::uint32_t seq, std::uint32_t step_in
   const auto frame = std::span<const std::byte>(send_frame_).first(gossip_detail::frame_header_bytes(1) + len);
 
   // 2. Exchange.
-  ex_->clear();
-  for (std::size_t k = 0; k < nin; ++k) {
-    ex_->post_recv(*t_, v.recv[k].first, tag, std::span(recv_frames_).subspan(k * frame_cap_, frame_cap_));
-  }
-  for (rank_t to : v.send) ex_->post_send(*t_, to, tag, frame);
-  status st = ex_->wait(*t_, d);
+  status st = ex_->exchange(*t_, v, tag, recv_frames_, frame_cap_, frame, d);
   if (!local.ok()) return local;
   if (!st.ok()) return st;
 
@@ -167,7 +162,7 @@ status push_sum::round(std::uint64_t t, std::uint32_t seq, std::uint32_t step_in
       add_self();
       self_done = true;
     }
-    const auto msg = std::span<const std::byte>(recv_frames_).subspan(k * frame_cap_, ex_->received(k));
+    const auto msg = ex_->message(k);
     bytes_in += msg.size();
     auto f = gossip_detail::parse_frame(msg, gossip_kind::push_sum, 1, from);
     if (!f.ok()) return f.status();

@@ -37,6 +37,13 @@ struct solo_log {
   std::vector<std::vector<float>> outputs;       // data on return (solo) or own decoded contribution (reference)
 };
 
+/// k fresh logs, one per peer.
+inline std::vector<std::shared_ptr<solo_log>> solo_logs(std::size_t k) {
+  std::vector<std::shared_ptr<solo_log>> logs;
+  for (std::size_t i = 0; i < k; ++i) logs.push_back(std::make_shared<solo_log>());
+  return logs;
+}
+
 /// TEST DOUBLE, not a collective to ship: every peer sends (weight, codec payload of its
 /// vector) to every other peer; each decodes all K contributions (its own too, so all
 /// peers agree bit for bit) and computes sum_r w_r·x_r / sum_r w_r in rank order, in
@@ -313,15 +320,13 @@ inline bool all_ok(const peer_trace& t) {
   return true;
 }
 
-/// The common starting model of the engine tests: tensors of kCommonShapes (one of them
-/// empty), values in [−1, 1), the same on every peer (DiLoCo starts from one model).
-inline const std::vector<std::size_t> kCommonShapes{7, 0, 13, 1, 5};
-
-inline tensors common_init(std::uint32_t /*rank*/) {
-  const counter_rng g(5);
+/// Tensors of the given shapes, values 2 u - 1 in [−1, 1) with u = counter_rng(seed)
+/// at 0, 1, 2, ... across the tensors in order.
+inline tensors init_shapes(const std::vector<std::size_t>& shapes, std::uint64_t seed) {
+  const counter_rng g(seed);
   tensors w;
   std::uint64_t k = 0;
-  for (std::size_t n : kCommonShapes) {
+  for (std::size_t n : shapes) {
     std::vector<float> t(n);
     for (float& v : t) v = 2.0f * g.uniform_at(k++) - 1.0f;
     w.push_back(std::move(t));
@@ -329,10 +334,17 @@ inline tensors common_init(std::uint32_t /*rank*/) {
   return w;
 }
 
+/// The common starting model of the engine tests: tensors of kCommonShapes (one of them
+/// empty), values in [−1, 1), the same on every peer (DiLoCo starts from one model).
+inline const std::vector<std::size_t> kCommonShapes{7, 0, 13, 1, 5};
+
+inline tensors common_init(std::uint32_t /*rank*/) { return init_shapes(kCommonShapes, 5); }
+
 // Deterministic stand-in for an inner optimizer step: a pull toward a per-rank target
-// plus per-(rank, step, index) noise, in float.
-inline void pull_step(tensors& w, std::uint32_t rank, std::uint64_t step) {
-  const counter_rng tgt(77, rank), noise(78 + rank, step);
+// (counter_rng(seed, rank)) plus per-(rank, step, index) noise (counter_rng(seed + 1 +
+// rank, step)), in float.
+inline void seeded_pull_step(tensors& w, std::uint32_t rank, std::uint64_t step, std::uint64_t seed) {
+  const counter_rng tgt(seed, rank), noise(seed + 1 + rank, step);
   std::uint64_t k = 0;
   for (auto& t : w)
     for (float& v : t) {
@@ -341,6 +353,9 @@ inline void pull_step(tensors& w, std::uint32_t rank, std::uint64_t step) {
       ++k;
     }
 }
+
+/// The engine tests' inner step: seeded_pull_step with seed 77.
+inline void pull_step(tensors& w, std::uint32_t rank, std::uint64_t step) { seeded_pull_step(w, rank, step, 77); }
 
 // The shipped collectives as run_config::make_avg (identity codec, weight 1).
 template <class Collective>

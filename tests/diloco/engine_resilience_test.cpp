@@ -67,8 +67,7 @@ TEST_CASE("diloco engine: error feedback telescopes with a lossy codec") {
     }
   }
   SECTION("three peers: per peer, Σ own decoded contribution + e_T = Σ Δ") {
-    std::vector<std::shared_ptr<solo_log>> logs{std::make_shared<solo_log>(), std::make_shared<solo_log>(),
-                                                std::make_shared<solo_log>()};
+    const auto logs = solo_logs(3);
     run_config c;
     c.K = 3;
     c.o.inner_steps = 2;
@@ -213,8 +212,7 @@ TEST_CASE("diloco engine: reset_averagers swaps the averagers between rounds") {
 TEST_CASE("diloco engine: a joiner's zero contribution keeps its residual, in every delay mode") {
   const int mode = GENERATE(0, 1, 2);  // none, one_step, eager
   CAPTURE(mode);
-  std::vector<std::shared_ptr<solo_log>> logs{std::make_shared<solo_log>(), std::make_shared<solo_log>(),
-                                              std::make_shared<solo_log>()};
+  const auto logs = solo_logs(3);
   run_config c;
   c.K = 3;
   c.o.inner_steps = 2;

@@ -19,28 +19,8 @@ using namespace dtrain::diloco::test;
 
 namespace {
 
-tensors init_shapes(const std::vector<std::size_t>& shapes, std::uint64_t seed) {
-  const counter_rng g(seed);
-  tensors w;
-  std::uint64_t k = 0;
-  for (std::size_t n : shapes) {
-    std::vector<float> t(n);
-    for (float& v : t) v = 2.0f * g.uniform_at(k++) - 1.0f;
-    w.push_back(std::move(t));
-  }
-  return w;
-}
-
-void inner_pull(tensors& w, std::uint32_t rank, std::uint64_t step) {
-  const counter_rng tgt(177, rank), noise(178 + rank, step);
-  std::uint64_t k = 0;
-  for (auto& t : w)
-    for (float& v : t) {
-      const float target = 2.0f * tgt.uniform_at(k) - 1.0f;
-      v = v - 0.125f * (v - target) + 0.01f * (noise.uniform_at(k) - 0.5f);
-      ++k;
-    }
-}
+// The streaming tests' inner step: targets and noise apart from the other tests'.
+void inner_pull(tensors& w, std::uint32_t rank, std::uint64_t step) { seeded_pull_step(w, rank, step, 177); }
 
 std::vector<float> mean_in_rank_order(const std::vector<std::vector<float>>& xs) {
   std::vector<float> acc(xs[0].size(), 0.0f);

@@ -28,32 +28,6 @@ auto bfly_maker(const collective_options& o, std::size_t count) {
   return [o, count](rank_t, transport& t) { return butterfly_allreduce::create(t, count, o); };
 }
 
-collective_options opts(std::string codec, float weight = 1.0f) {
-  collective_options o;
-  o.codec = std::move(codec);
-  o.weight = weight;
-  o.timeout = 10s;
-  return o;
-}
-
-std::vector<std::vector<float>> noisy_inputs(std::size_t n, std::size_t count, std::uint64_t seed) {
-  std::vector<float> base(count);
-  counter_rng b(seed, 1000);
-  for (auto& v : base) v = b.next_normal();
-  std::vector<std::vector<float>> x(n, base);
-  for (std::size_t r = 0; r < n; ++r) {
-    counter_rng g(seed, r);
-    for (auto& v : x[r]) v += 0.25f * g.next_normal();
-  }
-  return x;
-}
-
-std::vector<std::vector<float>> fixture(std::size_t n, std::size_t count) {
-  std::vector<std::vector<float>> x;
-  for (std::size_t r = 0; r < n; ++r) x.push_back(exact_sum_input(n, r, count));
-  return x;
-}
-
 struct piece {
   std::size_t off, len;
 };
@@ -99,51 +73,17 @@ std::vector<float> replay_butterfly(const std::vector<std::vector<float>>& x, co
   return out;
 }
 
-std::vector<double> exact_mean(const std::vector<std::vector<float>>& x, const std::vector<float>& w) {
-  std::vector<double> m(x[0].size(), 0.0);
-  double W = 0;
-  for (std::size_t r = 0; r < x.size(); ++r) {
-    W += w[r];
-    for (std::size_t i = 0; i < m.size(); ++i) m[i] += static_cast<double>(w[r]) * x[r][i];
-  }
-  for (auto& v : m) v /= W;
-  return m;
-}
-
-double rms_error(const std::vector<float>& y, const std::vector<double>& m) {
-  double s = 0;
-  for (std::size_t i = 0; i < y.size(); ++i) s += (y[i] - m[i]) * (y[i] - m[i]);
-  return y.empty() ? 0.0 : std::sqrt(s / static_cast<double>(y.size()));
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-void check_all_ok(const std::vector<peer_outcome>& out) {
-  for (std::size_t r = 0; r < out.size(); ++r) {
-    CAPTURE(r, out[r].st.to_string());
-    REQUIRE(out[r].st.ok());
-  }
-}
-
 }  // namespace
 
 TEST_CASE("butterfly: identity gives fl(exact_sum / n) on every peer (Gloo exact-sum grid)") {
   const std::size_t n = GENERATE(range(1, 10));
   const std::size_t count = GENERATE(values<std::size_t>({0, 1, 7, 1000, 100003}));
   CAPTURE(n, count);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   const auto out = average_on_peers(n, bfly_maker(opts("identity"), count), x);
-  check_all_ok(out);
+  check_exact_sum_result(out, n, count);
   for (std::size_t r = 0; r < n; ++r) {
-    std::size_t wrong = 0;
-    for (std::size_t i = 0; i < count; ++i) wrong += out[r].data[i] != exact_sum_mean(n, i);
     CAPTURE(r);
-    CHECK(wrong == 0);
-    CHECK(out[r].report.contributors == n);
-    CHECK(out[r].report.dropped == 0);
-    CHECK(out[r].report.weight_sum == static_cast<double>(n));
     // Bytes: every chunk but its own out and back in, each with a 24-byte header
     // (identity payload: 28 + 4 len bytes).
     std::size_t own = 24 + 28 + 4 * chunk(count, n, r).len, all = 0;
@@ -157,18 +97,14 @@ TEST_CASE("butterfly: a lossy codec over the whole grid is bit-identical and mat
   const std::size_t n = GENERATE(range(1, 10));
   const std::size_t count = GENERATE(values<std::size_t>({0, 1, 7, 1000, 100003}));
   CAPTURE(n, count);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   const auto out = average_on_peers(n, bfly_maker(opts("bf16"), count), x);
   check_all_ok(out);
   const auto expect = replay_butterfly(x, std::vector<float>(n, 1.0f), "bf16");
   for (std::size_t r = 0; r < n; ++r) CHECK(same_bits(out[r].data, expect));
   // Two bf16 roundings (the contribution, the mean), each within 2^-8 relative, of values
   // below M = i n + n.
-  double worst = 0;
-  for (std::size_t i = 0; i < count; ++i)
-    worst = std::max(worst, std::abs(static_cast<double>(out[0].data[i]) - exact_sum_mean(n, i)) /
-                                static_cast<double>(i * n + n));
-  CHECK(worst <= 2.0 * std::ldexp(1.0, -8));
+  CHECK(worst_exact_sum_error(out[0].data, n) <= 2.0 * std::ldexp(1.0, -8));
 }
 
 TEST_CASE("butterfly: every accepted codec gives bit-identical results that match the replay") {
@@ -222,21 +158,13 @@ TEST_CASE("butterfly: weights") {
   const std::size_t n = 4, count = 1001;
   SECTION("hivemind weights (0.15, 0, 0.35, 0.45)") {
     const auto x = noisy_inputs(n, count, 5);
-    const std::vector<float> w{0.15f, 0.0f, 0.35f, 0.45f};
+    const auto& w = kHivemindWeights;
     const auto out = average_on_peers(
         n, [&](rank_t r, transport& t) { return butterfly_allreduce::create(t, count, opts("identity", w[r])); }, x);
-    check_all_ok(out);
-    const auto m = exact_mean(x, w);
-    const auto expect = replay_butterfly(x, w, "identity");
-    for (std::size_t r = 0; r < n; ++r) {
-      CHECK(same_bits(out[r].data, expect));
-      CHECK(out[r].report.contributors == 3);
-      CHECK(out[r].report.weight_sum == static_cast<double>(((0.15f + 0.0f) + 0.35f) + 0.45f));
-    }
-    for (std::size_t i = 0; i < count; ++i) REQUIRE(out[0].data[i] == Approx(m[i]).margin(1e-6));
+    check_hivemind_weights(out, x, replay_butterfly(x, w, "identity"));
   }
   SECTION("all weights zero: the plain mean") {
-    const auto out = average_on_peers(n, bfly_maker(opts("identity", 0.0f), count), fixture(n, count));
+    const auto out = average_on_peers(n, bfly_maker(opts("identity", 0.0f), count), exact_sum_inputs(n, count));
     check_all_ok(out);
     for (std::size_t i = 0; i < count; ++i) REQUIRE(out[1].data[i] == exact_sum_mean(n, i));
   }
@@ -245,7 +173,7 @@ TEST_CASE("butterfly: weights") {
 TEST_CASE("butterfly: non-finite contributions") {
   const std::size_t n = 4, count = 999;
   SECTION("a NaN peer is dropped: the mean of the others") {
-    auto x = fixture(n, count);
+    auto x = exact_sum_inputs(n, count);
     x[2][17] = std::numeric_limits<float>::quiet_NaN();
     const auto out = average_on_peers(n, bfly_maker(opts("identity"), count), x, true);
     check_all_ok(out);
@@ -260,7 +188,7 @@ TEST_CASE("butterfly: non-finite contributions") {
     CHECK(out[2].residual[0] == x[2][0]);
   }
   SECTION("an fp16 overflow drops that peer from one chunk only") {
-    auto x = fixture(n, count);
+    auto x = exact_sum_inputs(n, count);
     for (auto& v : x) for (auto& e : v) e /= 1024.0f;  // exact, and small enough for fp16
     x[1][0] = 1e6f;                                     // finite, but Inf in fp16: chunk 0 only
     const auto out = average_on_peers(n, bfly_maker(opts("fp16"), count), x);
@@ -278,7 +206,7 @@ TEST_CASE("butterfly: non-finite contributions") {
     for (std::size_t i = 0; i < c0.len; ++i) REQUIRE(out[3].data[i] == Approx(m[i]).epsilon(2e-3));
   }
   SECTION("reject_nonfinite off: invalid_argument on every peer, data unchanged") {
-    auto x = fixture(n, count);
+    auto x = exact_sum_inputs(n, count);
     x[0][998] = -std::numeric_limits<float>::infinity();
     auto o = opts("identity");
     o.robust.reject_nonfinite = false;
@@ -289,7 +217,7 @@ TEST_CASE("butterfly: non-finite contributions") {
     }
   }
   SECTION("every peer non-finite: nothing to average") {
-    auto x = fixture(n, count);
+    auto x = exact_sum_inputs(n, count);
     for (auto& v : x) v[5] = std::numeric_limits<float>::quiet_NaN();
     const auto out = average_on_peers(n, bfly_maker(opts("identity"), count), x);
     for (std::size_t r = 0; r < n; ++r) CHECK(out[r].st.code() == status_code::invalid_argument);
@@ -348,7 +276,7 @@ TEST_CASE("butterfly: a peer crashing mid-run fails every survivor with data unc
   // could let rank 0 finish legitimately (it already holds every result), so stop at 3.
   const std::size_t crash_at = GENERATE(values<std::size_t>({0, 2, 3}));
   CAPTURE(crash_at);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   inproc_fabric f(n);
   auto o = opts("fp16");
   o.timeout = 150ms;
@@ -372,7 +300,7 @@ TEST_CASE("butterfly: garbage from a fake peer is data_loss on every honest peer
   const rank_t fake = 3;
   const bool valid_header = GENERATE(false, true);
   CAPTURE(valid_header);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   auto o = opts("fp16");
   o.timeout = 2s;  // the honest peers' notices end the run long before this
   o.channel = 9;

@@ -26,33 +26,6 @@ auto ring_maker(const collective_options& o, std::size_t count, ring_options ro 
   return [o, count, ro](rank_t, transport& t) { return ring_allreduce::create(t, count, o, ro); };
 }
 
-collective_options opts(std::string codec, float weight = 1.0f) {
-  collective_options o;
-  o.codec = std::move(codec);
-  o.weight = weight;
-  o.timeout = 10s;
-  return o;
-}
-
-// x_r = base + 0.25 * noise_r: peers agree roughly, as pseudo-gradients do.
-std::vector<std::vector<float>> noisy_inputs(std::size_t n, std::size_t count, std::uint64_t seed) {
-  std::vector<float> base(count);
-  counter_rng b(seed, 1000);
-  for (auto& v : base) v = b.next_normal();
-  std::vector<std::vector<float>> x(n, base);
-  for (std::size_t r = 0; r < n; ++r) {
-    counter_rng g(seed, r);
-    for (auto& v : x[r]) v += 0.25f * g.next_normal();
-  }
-  return x;
-}
-
-std::vector<std::vector<float>> fixture(std::size_t n, std::size_t count) {
-  std::vector<std::vector<float>> x;
-  for (std::size_t r = 0; r < n; ++r) x.push_back(exact_sum_input(n, r, count));
-  return x;
-}
-
 // The ring's documented arithmetic replayed on one thread: chunk j (segment g) starts at
 // peer j + 1 with fl(w * x), each later peer decodes, adds fl(w * x); the owner divides by
 // W (fp32, rank order) and round-trips through the codec. Deterministic codecs only.
@@ -102,52 +75,15 @@ std::vector<float> replay_ring(const std::vector<std::vector<float>>& x, const s
   return out;
 }
 
-std::vector<double> exact_mean(const std::vector<std::vector<float>>& x, const std::vector<float>& w) {
-  std::vector<double> m(x[0].size(), 0.0);
-  double W = 0;
-  for (std::size_t r = 0; r < x.size(); ++r) {
-    W += w[r];
-    for (std::size_t i = 0; i < m.size(); ++i) m[i] += static_cast<double>(w[r]) * x[r][i];
-  }
-  for (auto& v : m) v /= W;
-  return m;
-}
-
-double rms_error(const std::vector<float>& y, const std::vector<double>& m) {
-  double s = 0;
-  for (std::size_t i = 0; i < y.size(); ++i) s += (y[i] - m[i]) * (y[i] - m[i]);
-  return y.empty() ? 0.0 : std::sqrt(s / static_cast<double>(y.size()));
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-void check_all_ok(const std::vector<peer_outcome>& out) {
-  for (std::size_t r = 0; r < out.size(); ++r) {
-    CAPTURE(r, out[r].st.to_string());
-    REQUIRE(out[r].st.ok());
-  }
-}
-
 }  // namespace
 
 TEST_CASE("ring: identity gives fl(exact_sum / n) on every peer (Gloo exact-sum grid)") {
   const std::size_t n = GENERATE(range(1, 10));
   const std::size_t count = GENERATE(values<std::size_t>({0, 1, 7, 1000, 100003}));
   CAPTURE(n, count);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   const auto out = average_on_peers(n, ring_maker(opts("identity"), count), x);
-  check_all_ok(out);
-  for (std::size_t r = 0; r < n; ++r) {
-    std::size_t wrong = 0;
-    for (std::size_t i = 0; i < count; ++i) wrong += out[r].data[i] != exact_sum_mean(n, i);
-    CAPTURE(r);
-    CHECK(wrong == 0);
-    CHECK(out[r].report.contributors == n);
-    CHECK(out[r].report.dropped == 0);
-    CHECK(out[r].report.weight_sum == static_cast<double>(n));
-  }
+  check_exact_sum_result(out, n, count);
   if (n > 1) {
     // Bytes: n - 1 metadata headers; the reduce-scatter sends every chunk but this peer's
     // own and the all-gather every chunk but the next peer's (identity: 28 + 4 len bytes).
@@ -168,7 +104,7 @@ TEST_CASE("ring: a lossy codec over the whole grid is bit-identical and matches 
   const std::size_t n = GENERATE(range(1, 10));
   const std::size_t count = GENERATE(values<std::size_t>({0, 1, 7, 1000, 100003}));
   CAPTURE(n, count);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   const auto out = average_on_peers(n, ring_maker(opts("bf16"), count), x);
   check_all_ok(out);
   const auto expect = replay_ring(x, std::vector<float>(n, 1.0f), "bf16");
@@ -176,11 +112,7 @@ TEST_CASE("ring: a lossy codec over the whole grid is bit-identical and matches 
   // bf16 rounds within 2^-8 relative. Hop h rounds a partial of at most h M (M = i n + n
   // bounds the inputs), the owner a mean below M: the error of the mean is at most
   // 2^-8 M ((n - 1) / 2 + 1) = 2^-9 M (n + 1).
-  double worst = 0;
-  for (std::size_t i = 0; i < count; ++i)
-    worst = std::max(worst, std::abs(static_cast<double>(out[0].data[i]) - exact_sum_mean(n, i)) /
-                                (static_cast<double>(i * n + n) * static_cast<double>(n + 1)));
-  CHECK(worst <= std::ldexp(1.0, -9));
+  CHECK(worst_exact_sum_error(out[0].data, n, static_cast<double>(n + 1)) <= std::ldexp(1.0, -9));
 }
 
 TEST_CASE("ring: every dense codec gives bit-identical results within its bound") {
@@ -217,7 +149,7 @@ TEST_CASE("ring: small segments run many rings and still match the replay") {
   const std::size_t max_seg = GENERATE(values<std::size_t>({1, 3, 64}));
   const std::size_t n = 3, count = 1000;
   CAPTURE(max_seg);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   ring_options ro;
   ro.max_segment_floats = max_seg;
   SECTION("identity stays exact") {
@@ -237,21 +169,13 @@ TEST_CASE("ring: weights") {
   const std::size_t n = 4, count = 1001;
   const auto x = noisy_inputs(n, count, 5);
   SECTION("hivemind weights (0.15, 0, 0.35, 0.45)") {
-    const std::vector<float> w{0.15f, 0.0f, 0.35f, 0.45f};
+    const auto& w = kHivemindWeights;
     const auto out = average_on_peers(
         n, [&](rank_t r, transport& t) { return ring_allreduce::create(t, count, opts("identity", w[r])); }, x);
-    check_all_ok(out);
-    const auto m = exact_mean(x, w);
-    const auto expect = replay_ring(x, w, "identity");
-    for (std::size_t r = 0; r < n; ++r) {
-      CHECK(same_bits(out[r].data, expect));
-      CHECK(out[r].report.contributors == 3);
-      CHECK(out[r].report.weight_sum == static_cast<double>(((0.15f + 0.0f) + 0.35f) + 0.45f));
-    }
-    for (std::size_t i = 0; i < count; ++i) REQUIRE(out[0].data[i] == Approx(m[i]).margin(1e-6));
+    check_hivemind_weights(out, x, replay_ring(x, w, "identity"));
   }
   SECTION("all weights zero: the plain mean") {
-    const auto xf = fixture(n, count);
+    const auto xf = exact_sum_inputs(n, count);
     const auto out = average_on_peers(n, ring_maker(opts("identity", 0.0f), count), xf);
     check_all_ok(out);
     for (std::size_t i = 0; i < count; ++i) REQUIRE(out[3].data[i] == exact_sum_mean(n, i));
@@ -262,7 +186,7 @@ TEST_CASE("ring: weights") {
 
 TEST_CASE("ring: a non-finite peer is dropped, or fails every peer when rejection is off") {
   const std::size_t n = 4, count = 999;
-  auto x = fixture(n, count);
+  auto x = exact_sum_inputs(n, count);
   x[2][17] = std::numeric_limits<float>::quiet_NaN();
   x[2][500] = std::numeric_limits<float>::infinity();
   SECTION("dropped: the mean of the others") {
@@ -365,7 +289,7 @@ TEST_CASE("ring: a peer crashing mid-run fails every survivor with data unchange
   const std::size_t n = 4, count = 4000;
   const std::size_t crash_at = GENERATE(values<std::size_t>({0, 3, 5}));  // metadata, first hop, later hop
   CAPTURE(crash_at);
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   inproc_fabric f(n);
   auto o = opts("fp16");
   o.timeout = 150ms;
@@ -390,7 +314,7 @@ TEST_CASE("ring: a peer crashing mid-run fails every survivor with data unchange
 TEST_CASE("ring: garbage from a fake peer is data_loss with data unchanged") {
   const std::size_t n = 3, count = 10;  // chunks of 4, 3, 3
   const rank_t fake = 2;
-  const auto x = fixture(n, count);
+  const auto x = exact_sum_inputs(n, count);
   const bool bad_meta = GENERATE(true, false);
   CAPTURE(bad_meta);
   auto o = opts("fp16");

@@ -28,6 +28,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using test::run_peers;
+using test::require_all_ok;
 
 topology::schedule static_of(result<topology::graph> g, bool metropolis = false) {
   REQUIRE(g.ok());
@@ -60,13 +61,6 @@ std::vector<status> gossip(const topology::schedule& s, vecs& x, std::size_t rou
     if (reports) (*reports)[r] = (*a)->last_report();
   });
   return st;
-}
-
-void require_all_ok(const std::vector<status>& st) {
-  for (std::size_t r = 0; r < st.size(); ++r) {
-    CAPTURE(r, st[r].to_string());
-    REQUIRE(st[r].ok());
-  }
 }
 
 }  // namespace

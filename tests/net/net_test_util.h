@@ -1,17 +1,27 @@
 // tests/net/net_test_util.h: helpers for multi-peer tests: run n peers as threads over an
-// inproc_fabric, a transport that crashes its peer after a number of sends, and the
-// Gloo exact-sum fixture.
+// inproc_fabric, a transport that crashes its peer after a number of sends, the Gloo
+// exact-sum fixture, noisy inputs with their exact weighted mean, and the checks the
+// collectives' tests share.
 #pragma once
 
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "dtrain/core/rng.h"
 #include "dtrain/core/status.h"
 #include "dtrain/net/averager.h"
+#include "dtrain/net/collective_options.h"
 #include "dtrain/net/transport_inproc.h"
 
 namespace dtrain::net::test {
@@ -82,6 +92,68 @@ inline float exact_sum_mean(std::size_t n, std::size_t i) {
   return static_cast<float>(sum) / static_cast<float>(n);
 }
 
+/// The fixture for all n ranks: x[r] = exact_sum_input(n, r, count).
+inline std::vector<std::vector<float>> exact_sum_inputs(std::size_t n, std::size_t count) {
+  std::vector<std::vector<float>> x;
+  for (std::size_t r = 0; r < n; ++r) x.push_back(exact_sum_input(n, r, count));
+  return x;
+}
+
+/// x_r = base + 0.25 * noise_r (standard normals from counter_rng(seed, 1000) and
+/// counter_rng(seed, r)): peers agree roughly, as pseudo-gradients do.
+inline std::vector<std::vector<float>> noisy_inputs(std::size_t n, std::size_t count, std::uint64_t seed) {
+  std::vector<float> base(count);
+  counter_rng b(seed, 1000);
+  for (auto& v : base) v = b.next_normal();
+  std::vector<std::vector<float>> x(n, base);
+  for (std::size_t r = 0; r < n; ++r) {
+    counter_rng g(seed, r);
+    for (auto& v : x[r]) v += 0.25f * g.next_normal();
+  }
+  return x;
+}
+
+/// The weighted mean sum_r w_r x_r / sum_r w_r, in double.
+inline std::vector<double> exact_mean(const std::vector<std::vector<float>>& x, const std::vector<float>& w) {
+  std::vector<double> m(x[0].size(), 0.0);
+  double W = 0;
+  for (std::size_t r = 0; r < x.size(); ++r) {
+    W += w[r];
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] += static_cast<double>(w[r]) * x[r][i];
+  }
+  for (auto& v : m) v /= W;
+  return m;
+}
+
+/// RMS of y - m (0 for empty y).
+inline double rms_error(const std::vector<float>& y, const std::vector<double>& m) {
+  double s = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) s += (y[i] - m[i]) * (y[i] - m[i]);
+  return y.empty() ? 0.0 : std::sqrt(s / static_cast<double>(y.size()));
+}
+
+/// Same length and the same bits (so +0 != -0 and equal NaNs match).
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+/// Options with `codec`, `weight` and a 10 s timeout; everything else default.
+inline collective_options opts(std::string codec, float weight = 1.0f) {
+  collective_options o;
+  o.codec = std::move(codec);
+  o.weight = weight;
+  o.timeout = std::chrono::seconds(10);
+  return o;
+}
+
+/// REQUIREs every status ok, naming the first rank that is not.
+inline void require_all_ok(const std::vector<status>& st) {
+  for (std::size_t r = 0; r < st.size(); ++r) {
+    CAPTURE(r, st[r].to_string());
+    REQUIRE(st[r].ok());
+  }
+}
+
 /// What one peer saw in average_on_peers().
 struct peer_outcome {
   dtrain::status st;            ///< create() error, else average()'s status
@@ -119,6 +191,58 @@ std::vector<peer_outcome> average_on_peers(std::size_t n, Make&& make, const std
                                            bool want_residual = false, std::uint64_t round = 0) {
   inproc_fabric f(n);
   return average_on_peers(f, std::forward<Make>(make), inputs, want_residual, round);
+}
+
+/// REQUIREs every peer's status ok, naming the first rank that is not.
+inline void check_all_ok(const std::vector<peer_outcome>& out) {
+  for (std::size_t r = 0; r < out.size(); ++r) {
+    CAPTURE(r, out[r].st.to_string());
+    REQUIRE(out[r].st.ok());
+  }
+}
+
+/// The identity run of the exact-sum grid: every peer ok, every value fl(exact_sum / n)
+/// (counted, so a wrong grid fails once, not count times) and a report of n contributors,
+/// none dropped, weight sum n.
+inline void check_exact_sum_result(const std::vector<peer_outcome>& out, std::size_t n, std::size_t count) {
+  check_all_ok(out);
+  for (std::size_t r = 0; r < n; ++r) {
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < count; ++i) wrong += out[r].data[i] != exact_sum_mean(n, i);
+    CAPTURE(r);
+    CHECK(wrong == 0);
+    CHECK(out[r].report.contributors == n);
+    CHECK(out[r].report.dropped == 0);
+    CHECK(out[r].report.weight_sum == static_cast<double>(n));
+  }
+}
+
+/// Largest |data[i] - exact_sum_mean(n, i)| / ((i n + n) * factor) over the exact-sum grid
+/// (i n + n bounds the inputs at index i), for rounding bounds relative to the inputs.
+inline double worst_exact_sum_error(const std::vector<float>& data, std::size_t n, double factor = 1.0) {
+  double worst = 0;
+  for (std::size_t i = 0; i < data.size(); ++i)
+    worst = std::max(worst, std::abs(static_cast<double>(data[i]) - exact_sum_mean(n, i)) /
+                                (static_cast<double>(i * n + n) * factor));
+  return worst;
+}
+
+/// hivemind's example weights for 4 peers (one of them zero).
+inline const std::vector<float> kHivemindWeights{0.15f, 0.0f, 0.35f, 0.45f};
+
+/// An identity run with kHivemindWeights on inputs x: every peer ok and bit-identical to
+/// `expect` (the collective's replay), 3 contributors, weight sum summed in rank order in
+/// fp32, and the exact weighted mean within 1e-6.
+inline void check_hivemind_weights(const std::vector<peer_outcome>& out, const std::vector<std::vector<float>>& x,
+                                   const std::vector<float>& expect) {
+  check_all_ok(out);
+  const auto m = exact_mean(x, kHivemindWeights);
+  for (std::size_t r = 0; r < out.size(); ++r) {
+    CHECK(same_bits(out[r].data, expect));
+    CHECK(out[r].report.contributors == 3);
+    CHECK(out[r].report.weight_sum == static_cast<double>(((0.15f + 0.0f) + 0.35f) + 0.45f));
+  }
+  for (std::size_t i = 0; i < m.size(); ++i) REQUIRE(out[0].data[i] == Approx(m[i]).margin(1e-6));
 }
 
 }  // namespace dtrain::net::test

@@ -23,6 +23,7 @@ using namespace dtrain;
 using namespace dtrain::net;
 using namespace std::chrono_literals;
 using test::run_peers;
+using test::same_bits;
 
 namespace {
 
@@ -46,10 +47,6 @@ std::vector<std::vector<rank_t>> spec_groups(std::size_t n, std::uint64_t seed, 
   if (n % 2 == 1) g.push_back({p[n - 3], p[n - 2], p[n - 1]});
   for (auto& v : g) std::sort(v.begin(), v.end());
   return g;
-}
-
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 }  // namespace
@@ -141,7 +138,7 @@ TEST_CASE("noloco: every group ends with its exact (weighted) mean, bit-identica
       }
     }
     for (rank_t r : g.ranks()) {
-      CHECK(bit_equal(out[r].data, out[g.members[0]].data));
+      CHECK(same_bits(out[r].data, out[g.members[0]].data));
       CHECK(out[r].residual == std::vector<float>(count, 0.0f));
       CHECK(out[r].report.contributors == (plain ? g.size : static_cast<std::size_t>(std::count_if(
                                                                 g.ranks().begin(), g.ranks().end(),
@@ -227,10 +224,10 @@ TEST_CASE("noloco: average_pair equals two average() calls with the same round",
     CAPTURE(r);
     REQUIRE(st1[r].ok());
     REQUIRE(st2[r].ok());
-    CHECK(bit_equal(a1[r], a2[r]));
-    CHECK(bit_equal(b1[r], b2[r]));
-    CHECK(bit_equal(ra1[r], ra2[r]));
-    CHECK(bit_equal(rb1[r], rb2[r]));
+    CHECK(same_bits(a1[r], a2[r]));
+    CHECK(same_bits(b1[r], b2[r]));
+    CHECK(same_bits(ra1[r], ra2[r]));
+    CHECK(same_bits(rb1[r], rb2[r]));
     // The residual is exactly the input minus its own decoded payload.
     std::vector<std::byte> buf((*c)->max_encoded_bytes(count));
     auto len = (*c)->encode(a[r], buf);
@@ -242,8 +239,8 @@ TEST_CASE("noloco: average_pair equals two average() calls with the same round",
   // Group members agree bit for bit.
   for (const auto& g : noloco_groups(n, 5, 3))
     for (rank_t r : g.ranks()) {
-      CHECK(bit_equal(a1[r], a1[g.members[0]]));
-      CHECK(bit_equal(b1[r], b1[g.members[0]]));
+      CHECK(same_bits(a1[r], a1[g.members[0]]));
+      CHECK(same_bits(b1[r], b1[g.members[0]]));
     }
 }
 

@@ -19,6 +19,7 @@ using namespace dtrain;
 using namespace dtrain::net;
 using namespace std::chrono_literals;
 using test::run_peers;
+using test::require_all_ok;
 
 namespace {
 
@@ -74,13 +75,6 @@ history run_steps(const topology::schedule& s, const vecs& x, const std::vector<
     h.rep[r] = (*p)->last_report();
   });
   return h;
-}
-
-void require_all_ok(const std::vector<status>& st) {
-  for (std::size_t r = 0; r < st.size(); ++r) {
-    CAPTURE(r, st[r].to_string());
-    REQUIRE(st[r].ok());
-  }
 }
 
 vecs random_vectors(std::size_t n, std::size_t count, std::uint64_t seed) {

@@ -23,28 +23,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-collective_options opts(std::string codec, float weight = 1.0f) {
-  collective_options o;
-  o.codec = std::move(codec);
-  o.weight = weight;
-  o.timeout = 10s;
-  return o;
-}
-
 auto sag_maker(const collective_options& o, std::size_t count, sparse_mean m = sparse_mean::all) {
   return [o, count, m](rank_t, transport& t) { return sparse_allgather::create(t, count, o, m); };
-}
-
-std::vector<std::vector<float>> noisy_inputs(std::size_t n, std::size_t count, std::uint64_t seed) {
-  std::vector<float> base(count);
-  counter_rng b(seed, 1000);
-  for (auto& v : base) v = b.next_normal();
-  std::vector<std::vector<float>> x(n, base);
-  for (std::size_t r = 0; r < n; ++r) {
-    counter_rng g(seed, r);
-    for (auto& v : x[r]) v += 0.25f * g.next_normal();
-  }
-  return x;
 }
 
 // D(C(x)) as a peer would send it (randomk keyed by `round`).
@@ -80,25 +60,13 @@ std::vector<float> replay(const std::vector<std::vector<float>>& x, const std::v
   return acc;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-void check_all_ok(const std::vector<peer_outcome>& out) {
-  for (std::size_t r = 0; r < out.size(); ++r) {
-    CAPTURE(r, out[r].st.to_string());
-    REQUIRE(out[r].st.ok());
-  }
-}
-
 }  // namespace
 
 TEST_CASE("sparse_allgather: identity gives fl(exact_sum / n) on every peer") {
   const std::size_t n = GENERATE(values<std::size_t>({1, 2, 3, 5, 9}));
   const std::size_t count = GENERATE(values<std::size_t>({0, 1, 7, 1000, 100003}));
   CAPTURE(n, count);
-  std::vector<std::vector<float>> x;
-  for (std::size_t r = 0; r < n; ++r) x.push_back(exact_sum_input(n, r, count));
+  const auto x = exact_sum_inputs(n, count);
   const auto out = average_on_peers(n, sag_maker(opts("identity"), count), x);
   check_all_ok(out);
   for (std::size_t r = 0; r < n; ++r) {
