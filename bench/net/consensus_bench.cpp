@@ -14,7 +14,7 @@
 //                 stochastic W and the identity codec; the fp16 error otherwise)
 //   ms_round      the slowest peer's time inside average(), per round
 // Validate first: a run whose identity-codec drift exceeds 1e-5 is reported as an error.
-// Table and machine: docs/collectives.md ("Consensus benchmark").
+// Table and machine: docs/collectives.md ("Benchmarks: gossip to ε-consensus").
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // lib/net/gossip_frame.h (private): what the gossip collectives (neighbor_average,
 // push_sum, noloco_pairing) share: the frame around their codec payloads (byte layout in
-// docs/collectives.md, "Gossip frame"), the post-everything-then-wait exchange and the
+// docs/formats/collective_messages.md), the post-everything-then-wait exchange and the
 // schedule check. The arithmetic is robust_aggregate.h's, the option checks
 // collective_detail.h's.
 #pragma once

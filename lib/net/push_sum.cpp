@@ -191,8 +191,14 @@ status push_sum::round(std::uint64_t t, std::uint32_t seq, std::uint32_t step_in
     if (status ds = codec_->decode(frame.subspan(gossip_detail::frame_header_bytes(1)), own_dec_); !ds.ok()) {
       return internal_error("push_sum: own payload does not decode: " + ds.to_string());
     }
-    const auto c = static_cast<float>(share * w_);
-    for (std::size_t k = 0; k < count_; ++k) acc_[k] += c * (z_[k] - own_dec_[k]);
+    if (!all_finite(own_dec_)) {
+      // The codec overflowed (fp16 above 65504): every receiver drops this payload, so
+      // the whole share, mass and value, stays here.
+      add(share * w_, z_);
+    } else {
+      const auto c = static_cast<float>(share * w_);
+      for (std::size_t k = 0; k < count_; ++k) acc_[k] += c * (z_[k] - own_dec_[k]);
+    }
   }
 
   // 4. De-bias and commit. Without mass the node keeps its z.

@@ -264,6 +264,29 @@ TEST_CASE("push_sum: a lossy codec loses no mass", "[net][push_sum]") {
   CHECK(std::sqrt(dt) < 0.05 * std::sqrt(d0));
 }
 
+TEST_CASE("push_sum: a share the codec overflows stays at home", "[net][push_sum]") {
+  // fp16 turns 1e5 into Inf: the receivers drop that payload, and the sender must keep
+  // the whole share instead of adding an infinite correction to itself.
+  const std::size_t n = 4, count = 16, rounds = 3;
+  vecs x = random_vectors(n, count, 9);
+  x[0][5] = 1e5f;
+  collective_options o;
+  o.codec = "fp16";
+  const auto s = push_schedule(topology::ring(n));
+  const history h = run_steps(s, x, std::vector<double>(n, 1.0), rounds, o);
+  require_all_ok(h.st);
+  for (std::size_t k = 0; k < count; ++k) {
+    double s0 = 0, st = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      s0 += x[r][k];
+      st += h.num[rounds][r][k];
+      CHECK(std::isfinite(h.z[r][k]));
+    }
+    CAPTURE(k);
+    CHECK(st == Approx(s0).epsilon(1e-5).margin(1e-3));
+  }
+}
+
 TEST_CASE("push_sum: non-finite input", "[net][push_sum]") {
   const std::size_t n = 4, count = 3;
   vecs x(n, std::vector<float>(count));
