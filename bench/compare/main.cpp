@@ -5,6 +5,7 @@
 //
 //   dtrain_compare [--out DIR] [--seeds N] [--steps N] [--workers K] [--pretrain N] [--quick]
 //                  [--only GROUP,...] [--tune]
+//                  [--grid-codecs "c1;c2" --grid-topologies t1,t2 --grid-H h1,h2]   (full cross product)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -88,6 +89,42 @@ std::vector<group> tuning_groups(const run_config& base) {
   return g;
 }
 
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const std::size_t end = s.find(sep, start);
+    std::string piece = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!piece.empty()) out.push_back(piece);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// --grid: the full cross product of codecs x topologies x H values, DiLoCo with Nesterov.
+// "complete" uses the ring all-reduce; every other topology gossips (neighbor_average).
+// The codec list is ';'-separated because codec specs contain ','.
+std::vector<group> grid_groups(const run_config& base, const std::string& codecs, const std::string& topologies,
+                               const std::string& hs) {
+  std::vector<group> g;
+  for (const auto& codec : split_list(codecs, ';'))
+    for (const auto& topo : split_list(topologies, ','))
+      for (const auto& h : split_list(hs, ',')) {
+        run_config c = base;
+        c.codec = codec;
+        c.topology = topo;
+        c.collective = topo == "complete" ? "ring" : "gossip";
+        c.inner_steps = static_cast<std::uint32_t>(std::strtoul(h.c_str(), nullptr, 10));
+        std::string name = codec + "|" + topo + "|H" + h;
+        for (char& ch : name)
+          if (ch == ',' || ch == ':' || ch == '=' || ch == ' ') ch = '_';
+        c.label = name;
+        g.push_back({name, codec + ", " + topo + ", H=" + h, "grid", c});
+      }
+  return g;
+}
+
 std::vector<group> default_groups(const run_config& base) {
   std::vector<group> g;
   auto add = [&](std::string name, std::string title, std::string axis, auto edit) {
@@ -153,6 +190,7 @@ int main(int argc, char** argv) {
   base.eval_every = 50;
   base.pretrain_steps = 1000;
   bool tune = false;
+  std::string grid_codecs, grid_topologies = "complete", grid_h = "50";
   std::size_t seeds = 3;
   std::string out = "compare-out", only;
   for (int i = 1; i < argc; ++i) {
@@ -170,11 +208,15 @@ int main(int argc, char** argv) {
     else if (a == "--workers") base.workers = std::strtoul(val().c_str(), nullptr, 10);
     else if (a == "--lr") base.inner.lr = std::strtod(val().c_str(), nullptr);
     else if (a == "--only") only = "," + val() + ",";
+    else if (a == "--grid-codecs") grid_codecs = val();
+    else if (a == "--grid-topologies") grid_topologies = val();
+    else if (a == "--grid-H") grid_h = val();
     else if (a == "--pretrain") base.pretrain_steps = std::strtoul(val().c_str(), nullptr, 10);
     else if (a == "--tune") tune = true;
     else if (a == "--quick") { seeds = 1; base.steps = 100; base.pretrain_steps = 100; }
     else {
-      std::fprintf(stderr, "usage: dtrain_compare [--out DIR] [--seeds N] [--steps N] [--workers K] [--lr LR] [--pretrain N] [--only g1,g2] [--tune] [--quick]\n");
+      std::fprintf(stderr, "usage: dtrain_compare [--out DIR] [--seeds N] [--steps N] [--workers K] [--lr LR] [--pretrain N] [--only g1,g2] [--tune] [--quick]\n"
+                   "       [--grid-codecs \"identity;minmax:bits=8;fp4\" --grid-topologies complete,ring,torus --grid-H 10,50]\n");
       return 2;
     }
   }
@@ -194,7 +236,10 @@ int main(int argc, char** argv) {
   const double floor = (*data)->validation_floor().value_or(0.0);
 
   std::vector<group> groups;
-  for (auto& g : tune ? tuning_groups(base) : default_groups(base))
+  auto candidates = tune ? tuning_groups(base)
+                  : !grid_codecs.empty() ? grid_groups(base, grid_codecs, grid_topologies, grid_h)
+                                         : default_groups(base);
+  for (auto& g : candidates)
     if (only.empty() || only.find("," + g.name + ",") != std::string::npos) groups.push_back(g);
 
   std::string csv = "group,seed,step,val_loss,bytes_per_worker,seconds\n";
@@ -334,18 +379,21 @@ int main(int argc, char** argv) {
   std::printf("%s", md.c_str());
 
   // Plots: gnuplot (Debian gnuplot-nox), SVG.
-  std::string gp = "set terminal svg size 900,560 dynamic font 'Helvetica,12'\nset grid\nset key outside right\n"
+  std::string gp = "set terminal svg size 900,640 dynamic noenhanced font 'Helvetica,12'\nset grid\n"
+                   "set key below maxrows 4\n"
                    "set ylabel 'validation loss (nats/char)'\n";
+  // Points before a group's first exchange (0 bytes) have no place on a log axis.
   auto plot_cmd = [&](int xcol) {
     std::string p = "plot ";
+    const std::string using_ = xcol == 3 ? "3:($3 > 1 ? $2 : 1/0)" : std::to_string(xcol) + ":2";
     for (std::size_t i = 0; i < groups.size(); ++i)
-      p += std::string(i ? ", " : "") + "'curves.dat' index " + std::to_string(i) + " using " + std::to_string(xcol) +
-           ":2 with linespoints title '" + groups[i].name + "'";
+      p += std::string(i ? ", " : "") + "'curves.dat' index " + std::to_string(i) + " using " + using_ +
+           " with linespoints title '" + groups[i].name + "'";
     if (floor > 0) p += ", " + fmt("%.6f", floor) + " with lines dashtype 2 lc 'black' title 'true model on the validation set'";
     return p + "\n";
   };
-  gp += "set output 'loss_vs_bytes.svg'\nset logscale x\nset xlabel 'bytes sent per worker'\n" + plot_cmd(3);
-  gp += "set output 'loss_vs_step.svg'\nunset logscale x\nset xlabel 'inner steps per worker'\n" + plot_cmd(1);
+  gp += "set output 'loss_vs_bytes.svg'\nset logscale x\nset format x '1e%L'\nset xlabel 'bytes sent per worker'\n" + plot_cmd(3);
+  gp += "set output 'loss_vs_step.svg'\nunset logscale x\nset format x '%g'\nset xlabel 'inner steps per worker'\n" + plot_cmd(1);
   write_file(out + "/plot.gp", gp);
   const std::string cmd = "cd '" + out + "' && gnuplot plot.gp";
   if (std::system(cmd.c_str()) != 0)
