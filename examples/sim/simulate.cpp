@@ -3,6 +3,7 @@
 // every curve point, where worker 0 evaluates.
 #include "sim/simulate.h"
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -40,7 +41,12 @@ result<topology::schedule> make_schedule(const std::string& name, std::size_t n,
   else if (name == "bidirectional_ring") g = topology::bidirectional_ring(n);
   else if (name == "torus") g = topology::torus(n);
   else if (name == "exponential") g = topology::exponential(n);
-  else if (name == "expander") g = topology::random_regular(n, n > 5 ? 4 : n - 1 - (n % 2 == 0 ? 0 : 1), seed);
+  else if (name == "expander") {
+    // Degree 4 where possible; fewer peers take the largest degree a regular graph allows.
+    std::size_t d = std::min<std::size_t>(4, n - 1);
+    if ((n * d) % 2 != 0) --d;
+    g = topology::random_regular(n, d, seed);
+  }
   else if (name == "small_world") g = topology::small_world(n, 4, 0.2, seed);
   else if (name == "hypercube") g = topology::hypercube(n);
   if (!g.ok()) return g.status();
@@ -157,6 +163,9 @@ result<run_result> run(const run_config& c, const testbed::data_source& data, co
     DTRAIN_RETURN_IF_ERROR(w.inner->set_decay_mask(testbed::decay_mask(w.model->param_layout())));
     w.tokens.resize(c.batch * data.sequence_length());
   }
+  // Whether every worker ends each outer step with the same parameters: true for DDP,
+  // and for DiLoCo when every averager the engines build says so.
+  bool consensus = true;
   // Pretraining first: the engines snapshot the parameters when they are created.
   if (!c.initial_params.empty() || c.pretrain_steps > 0) {
     std::vector<float> own;
@@ -195,8 +204,10 @@ result<run_result> run(const run_config& c, const testbed::data_source& data, co
     optim::sgd_options so{c.outer_lr, c.outer_momentum, 0, 0, c.nesterov && c.outer_momentum > 0, false};
     auto e = diloco::diloco_engine::create(
         std::move(tensors),
-        [&c, &t, &sched](std::size_t count, std::uint32_t channel) {
-          return make_averager(c, t, count, channel, &sched);
+        [&c, &t, &sched, &consensus](std::size_t count, std::uint32_t channel) {
+          auto a = make_averager(c, t, count, channel, &sched);
+          if (a.ok()) consensus = consensus && (*a)->exact_consensus();
+          return a;
         },
         o, diloco::sgd_factory(so));
     if (!e.ok()) return e.status();
@@ -204,8 +215,6 @@ result<run_result> run(const run_config& c, const testbed::data_source& data, co
   }
   auto eval_model = testbed::tiny_gpt::create(mc);
   if (!eval_model.ok()) return eval_model.status();
-  const bool consensus = c.method == method::ddp || c.collective == "ring" || c.collective == "butterfly" ||
-                         c.collective == "sparse";
 
   run_result out;
   out.evaluated = consensus ? "worker 0" : "mean of workers";

@@ -89,8 +89,9 @@ struct run_result {
 /// Called from the run's thread at each curve point.
 using progress_fn = std::function<void(const run_config&, const point&)>;
 
-/// Runs `c` on `data`. Deterministic for a given config, up to thread timing of
-/// nothing: all reductions have fixed orders, so a rerun gives the same curve.
+/// Runs `c` on `data`. Deterministic: every reduction has a fixed order and no result
+/// depends on thread timing, so a rerun of a config gives the same curve (the seconds
+/// aside).
 /// Errors: invalid_argument for a bad config or one the data does not fit (vocab,
 /// context); any error of the model, the engine or a collective (with the step).
 result<run_result> run(const run_config& c, const testbed::data_source& data, const progress_fn& progress = {});

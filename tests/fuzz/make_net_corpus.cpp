@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "dtrain/net/transport_forward.h"
 #include "dtrain/net/transport_inproc.h"
 #include "net_fuzz_setup.h"
 
@@ -29,26 +30,14 @@ struct message {
   bytes data;
 };
 
-class recording_transport final : public transport {
+class recording_transport final : public forwarding_transport {
  public:
-  explicit recording_transport(transport& inner) : inner_(inner) {}
-  rank_t rank() const noexcept override { return inner_.rank(); }
-  std::size_t size() const noexcept override { return inner_.size(); }
+  using forwarding_transport::forwarding_transport;
   result<op> post_send(rank_t to, tag_t tag, std::span<const std::byte> data) override {
     sent.push_back({tag, bytes(data.begin(), data.end())});
-    return inner_.post_send(to, tag, data);
+    return forwarding_transport::post_send(to, tag, data);
   }
-  result<op> post_recv(rank_t from, tag_t tag, std::span<std::byte> buf) override {
-    return inner_.post_recv(from, tag, buf);
-  }
-  result<std::size_t> wait(op o, deadline d) override { return inner_.wait(o, d); }
-  void abort() noexcept override { inner_.abort(); }
-  void reset() noexcept override { inner_.reset(); }
-  transport_stats stats() const override { return inner_.stats(); }
   std::vector<message> sent;
-
- private:
-  transport& inner_;
 };
 
 void write_file(const std::string& path, const bytes& b) {

@@ -22,6 +22,7 @@
 #include "dtrain/core/status.h"
 #include "dtrain/net/averager.h"
 #include "dtrain/net/collective_options.h"
+#include "dtrain/net/transport_forward.h"
 #include "dtrain/net/transport_inproc.h"
 
 namespace dtrain::net::test {
@@ -51,28 +52,18 @@ void run_peers(std::size_t n, Fn&& fn) {
 /// Forwards to the fabric endpoint of `rank`; the post_send() call number `crash_at`
 /// (0-based) kills `rank` on the fabric instead of sending: a peer crashing mid-run. That
 /// call and everything after it fail with aborted, and the peers see the rank gone.
-class crashing_transport final : public transport {
+class crashing_transport final : public forwarding_transport {
  public:
   crashing_transport(inproc_fabric& f, rank_t rank, std::size_t crash_at)
-      : fabric_(f), inner_(f.endpoint(rank)), crash_at_(crash_at) {}
+      : forwarding_transport(f.endpoint(rank)), fabric_(f), crash_at_(crash_at) {}
 
-  rank_t rank() const noexcept override { return inner_.rank(); }
-  std::size_t size() const noexcept override { return inner_.size(); }
   result<op> post_send(rank_t to, tag_t tag, std::span<const std::byte> data) override {
-    if (sends_++ == crash_at_) fabric_.kill(inner_.rank());
-    return inner_.post_send(to, tag, data);
+    if (sends_++ == crash_at_) fabric_.kill(rank());
+    return forwarding_transport::post_send(to, tag, data);
   }
-  result<op> post_recv(rank_t from, tag_t tag, std::span<std::byte> buf) override {
-    return inner_.post_recv(from, tag, buf);
-  }
-  result<std::size_t> wait(op o, deadline d) override { return inner_.wait(o, d); }
-  void abort() noexcept override { inner_.abort(); }
-  void reset() noexcept override { inner_.reset(); }
-  transport_stats stats() const override { return inner_.stats(); }
 
  private:
   inproc_fabric& fabric_;
-  transport& inner_;
   std::size_t crash_at_;
   std::size_t sends_ = 0;
 };
