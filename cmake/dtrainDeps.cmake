@@ -21,3 +21,29 @@ endif()
 if(NOT TARGET Threads::Threads)
   find_package(Threads REQUIRED)
 endif()
+
+# libsodium: Ed25519 identities and signatures (membership layer).
+if(NOT TARGET dtrain_deps::sodium)
+  find_path(DTRAIN_SODIUM_INCLUDE_DIR sodium.h)
+  find_library(DTRAIN_SODIUM_LIBRARY NAMES sodium)
+  if(NOT DTRAIN_SODIUM_INCLUDE_DIR OR NOT DTRAIN_SODIUM_LIBRARY)
+    message(FATAL_ERROR "dtrain needs libsodium (Debian: apt-get install libsodium-dev)")
+  endif()
+  add_library(dtrain_deps::sodium UNKNOWN IMPORTED)
+  set_target_properties(dtrain_deps::sodium PROPERTIES
+    IMPORTED_LOCATION "${DTRAIN_SODIUM_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_SODIUM_INCLUDE_DIR}")
+endif()
+
+# Standalone asio (header-only): the TCP transport and the membership control plane.
+# Used only inside dtrain's .cpp files; public headers never include it.
+if(NOT TARGET dtrain_deps::asio)
+  find_path(DTRAIN_ASIO_INCLUDE_DIR asio.hpp)
+  if(NOT DTRAIN_ASIO_INCLUDE_DIR)
+    message(FATAL_ERROR "dtrain needs standalone asio (Debian: apt-get install libasio-dev)")
+  endif()
+  add_library(dtrain_deps::asio INTERFACE IMPORTED)
+  set_target_properties(dtrain_deps::asio PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ASIO_INCLUDE_DIR}"
+    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED")
+endif()
