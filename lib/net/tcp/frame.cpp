@@ -58,7 +58,7 @@ result<frame_header> parse_header(std::span<const std::byte> in, const frame_lim
     return status(status_code::unimplemented, "tcp frame: version " + std::to_string(version) + ", this build speaks 1");
   frame_header h;
   const auto type = std::to_integer<std::uint8_t>(p[5]);
-  if (type < 1 || type > 5) return data_loss("tcp frame: unknown type " + std::to_string(type));
+  if (type < 1 || type > 6) return data_loss("tcp frame: unknown type " + std::to_string(type));
   h.type = static_cast<frame_type>(type);
   h.flags = get<std::uint16_t>(p + 6);
   if (h.flags != 0) return data_loss("tcp frame: nonzero flags " + std::to_string(h.flags));
@@ -88,7 +88,8 @@ result<frame_header> parse_header(std::span<const std::byte> in, const frame_lim
       break;
     case frame_type::goodbye:
     case frame_type::cancel:
-      if (h.stripe_len != 0) return data_loss("tcp frame: goodbye/cancel carry no payload");
+    case frame_type::peer_lost:
+      if (h.stripe_len != 0) return data_loss("tcp frame: goodbye/cancel/peer_lost carry no payload");
       break;
   }
   return h;

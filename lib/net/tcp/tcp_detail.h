@@ -200,6 +200,7 @@ struct transport_impl : std::enable_shared_from_this<transport_impl> {
   std::unordered_map<std::uint64_t, op_rec> ops;
   std::uint64_t next_id = 1;
   bool is_aborted = false;
+  status broken;  // set once a member is lost with fail_group_on_peer_loss
   bool closing = false;
   std::size_t streams_up = 0;
 

@@ -226,6 +226,7 @@ void transport_impl::on_header(rank_t p, unsigned s, const asio::error_code& ec)
   }
   st.cur = *h;
   switch (h->type) {
+    case frame_type::peer_lost:
     case frame_type::goodbye:
     case frame_type::cancel: {
       if (frame_checksum(st.rx_hdr, {}) != h->checksum) {
@@ -234,6 +235,16 @@ void transport_impl::on_header(rank_t p, unsigned s, const asio::error_code& ec)
       }
       if (h->type == frame_type::goodbye) {
         peer_gone(p, aborted(peer_name(p) + " left"));
+        return;
+      }
+      if (h->type == frame_type::peer_lost) {
+        if (h->msg_seq >= n || h->msg_seq == rank) {
+          peer_gone(p, data_loss("protocol error from " + peer_name(p) + ": peer_lost names rank " + std::to_string(h->msg_seq)));
+          return;
+        }
+        const auto lost = static_cast<rank_t>(h->msg_seq);
+        if (lost != p) peer_gone(lost, aborted(peer_name(lost) + " lost (reported by " + peer_name(p) + ")"));
+        read_header(p, s);
         return;
       }
       peer_state& ps = peers[p];
@@ -482,6 +493,20 @@ void transport_impl::peer_gone(rank_t p, status why) {
   ps.posted.clear();
   ps.unexpected.clear();
   asio::post(io, [this, p, r = handler_ref(this)] { close_io(p); });
+  if (opt.fail_group_on_peer_loss && !closing) {
+    if (broken.ok()) broken = aborted("group broken: " + why.message());
+    for (auto& [id, o] : ops)
+      if (!o.done) cancel_op(id, o, broken);
+    // Tell the others, so each survivor fails now rather than at its deadline.
+    for (rank_t q = 0; q < n; ++q) {
+      if (q == rank || peers[q].gone) continue;
+      tx_job j;
+      j.type = frame_type::peer_lost;
+      j.msg_seq = p;
+      peers[q].streams[0]->txq.push_back(j);
+      kick(q);
+    }
+  }
   cv.notify_all();
 }
 
@@ -572,6 +597,7 @@ result<op> tcp_transport::post_send(rank_t to, tag_t tag, std::span<const std::b
     return invalid_argument("tcp: bad destination " + std::to_string(to) + " for rank " + std::to_string(t.rank));
   std::unique_lock lock(t.mu);
   if (t.is_aborted) return aborted("transport aborted on rank " + std::to_string(t.rank));
+  if (!t.broken.ok()) return t.broken;
   auto& ps = t.peers[to];
   if (ps.gone) return ps.why;
   const std::uint64_t id = t.next_id++;
@@ -607,6 +633,7 @@ result<op> tcp_transport::post_recv(rank_t from, tag_t tag, std::span<std::byte>
     return invalid_argument("tcp: bad source " + std::to_string(from) + " for rank " + std::to_string(t.rank));
   std::lock_guard lock(t.mu);
   if (t.is_aborted) return aborted("transport aborted on rank " + std::to_string(t.rank));
+  if (!t.broken.ok()) return t.broken;
   auto& ps = t.peers[from];
   if (ps.gone) return ps.why;
   const std::uint64_t id = t.next_id++;

@@ -26,6 +26,7 @@ enum class frame_type : std::uint8_t {
   hello_ack = 3,  ///< the acceptor's answer: payload is the mirrored hello
   goodbye = 4,    ///< graceful close: the sender is leaving
   cancel = 5,     ///< message msg_seq will never be sent (its send was cancelled before any byte left)
+  peer_lost = 6,  ///< the sender lost rank msg_seq: the group is broken (fail_group_on_peer_loss)
 };
 
 struct frame_header {
@@ -55,7 +56,7 @@ std::uint64_t frame_checksum(std::span<const std::byte, frame_header_bytes> head
 /// Parses and checks a header: magic, version (unimplemented for another version), known
 /// type, zero flags, stripe_len <= max_stripe_bytes, msg_len <= max_message_bytes,
 /// offset + stripe_len <= msg_len for data, the fixed payload size of hello/hello_ack
-/// (32) and of goodbye/cancel (0). The checksum is checked later, over the payload too.
+/// (32) and of goodbye/cancel/peer_lost (0). The checksum is checked later, over the payload too.
 /// Errors: data_loss naming the bad field; unimplemented for a different version.
 result<frame_header> parse_header(std::span<const std::byte> in, const frame_limits& limits = {});
 

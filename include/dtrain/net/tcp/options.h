@@ -25,6 +25,13 @@ struct tcp_options {
   std::uint64_t unexpected_cap_bytes = 64u << 20;
   /// How long an accepted connection may take to send its hello.
   std::chrono::milliseconds hello_timeout{10'000};
+  /// A group with a lost member cannot finish a collective: when true (the default), the
+  /// first lost peer breaks the whole endpoint (every pending and later operation fails
+  /// with aborted, naming the lost rank) and the loss is reported to the other members
+  /// (a peer_lost frame), so every survivor learns of it within one round trip instead of
+  /// waiting for its own deadline. Rebuild the group (a new transport over the survivors)
+  /// to go on. When false, only operations with the lost peer fail (gossip-style groups).
+  bool fail_group_on_peer_loss = true;
   /// Shapes every outgoing link (simulated WAN); disabled by default.
   shaper_options shaper{};
 };
