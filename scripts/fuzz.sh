@@ -21,7 +21,7 @@ CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
   -DDTRAIN_FUZZ=ON -DDTRAIN_SANITIZE=ON -DDTRAIN_BUILD_TESTS=ON -DDTRAIN_BUILD_BENCH=OFF \
   -DDTRAIN_BUILD_EXAMPLES=OFF -DDTRAIN_CUDA=OFF -DDTRAIN_INSTALL=OFF >/dev/null
 ninja -C "$build" -j"${JOBS:-$(nproc)}" codec_decode_fuzz codec_fuzz_make_corpus optim_state_fuzz codec_spec_fuzz \
-  net_message_fuzz net_collective_fuzz net_fuzz_make_corpus
+  net_message_fuzz net_collective_fuzz net_fuzz_make_corpus shared_state_fuzz tcp_frame_fuzz membership_message_fuzz
 
 rm -rf "$work"
 mkdir -p "$work/corpus" "$crashes"
@@ -40,7 +40,8 @@ run() {
     exit "$status"
   fi
 }
-mkdir -p "$work/optim" "$work/spec" "$work/netcoll" "$work/netmsg"
+mkdir -p "$work/optim" "$work/spec" "$work/netcoll" "$work/netmsg" "$work/state" "$work/tcp" "$work/memb"
+cp "$root"/tests/fuzz/tcp_corpus/* "$work/tcp/"
 cp "$root"/tests/fuzz/spec_corpus/* "$work/spec/"
 cp "$root"/tests/fuzz/net_corpus/* "$work/netcoll/"
 "$build/tests/fuzz/net_fuzz_make_corpus" "$work/netcoll" "$work/netmsg"
@@ -52,4 +53,9 @@ run optim_state_fuzz "$half" "$work/optim"
 run codec_spec_fuzz "$half" "$work/spec"
 run net_collective_fuzz "$net_coll" "$work/netcoll"
 run net_message_fuzz "$net_msg" "$work/netmsg"
-echo "fuzz.sh: no finding in ${seconds}s + 2 x ${half}s + ${net_coll}s + ${net_msg}s"
+# Issue 4's decoders: TCP frames (a live transport fed a fuzzed peer) for a third,
+# shared-state manifests and membership messages for a sixth each.
+run tcp_frame_fuzz "$net_coll" "$work/tcp"
+run shared_state_fuzz "$net_msg" "$work/state"
+run membership_message_fuzz "$net_msg" "$work/memb"
+echo "fuzz.sh: no finding in ${seconds}s + 2 x ${half}s + 2 x ${net_coll}s + 3 x ${net_msg}s"

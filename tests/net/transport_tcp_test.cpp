@@ -150,7 +150,7 @@ TEST_CASE("tcp: deadlines, short buffers and cancelled sends leave the link usab
   CHECK(static_cast<tcp_transport&>(g->at(0)).peer_alive(1));
 }
 
-TEST_CASE("tcp: a lost peer breaks the group for every survivor at once", "[net][tcp]") {
+TEST_CASE("tcp: a crashed peer breaks the group for every survivor at once", "[net][tcp]") {
   auto g = test::make_tcp_group(3);
   REQUIRE(g->error.empty());
   std::vector<std::byte> buf(64);
@@ -159,16 +159,34 @@ TEST_CASE("tcp: a lost peer breaks the group for every survivor at once", "[net]
   auto r1 = g->at(1).post_recv(0, make_tag(1, 0, 0), buf);
   REQUIRE(r0.ok());
   REQUIRE(r1.ok());
-  const bool graceful = GENERATE(false, true);
-  CAPTURE(graceful);
-  if (graceful) static_cast<tcp_transport&>(g->at(2)).leave();
-  g->transports[2].reset();
+  static_cast<tcp_transport&>(g->at(2)).drop_connections();
   auto res0 = g->at(0).wait(*r0, after(5s));
   auto res1 = g->at(1).wait(*r1, after(5s));
   CHECK(res0.status().code() == status_code::aborted);
   CHECK(res1.status().code() == status_code::aborted);
   CHECK_THAT(res1.status().message(), Catch::Contains("rank 2"));
   CHECK(g->at(0).post_send(1, make_tag(5, 0, 0), buf).status().code() == status_code::aborted);
+}
+
+TEST_CASE("tcp: a peer that leaves gracefully fails only operations with it", "[net][tcp]") {
+  tcp::tcp_options o;
+  o.streams = 2;
+  auto g = test::make_tcp_group(3, o);
+  REQUIRE(g->error.empty());
+  std::vector<std::byte> buf(64);
+  // Data sent just before the goodbye still arrives.
+  auto last = pattern(64, 11);
+  REQUIRE(send(g->at(2), 0, make_tag(1, 0, 0), cbytes(last), after(5s)).ok());
+  auto pending = g->at(1).post_recv(2, make_tag(1, 0, 9), buf);
+  REQUIRE(pending.ok());
+  g->transports[2].reset();  // the destructor leaves with a goodbye
+  REQUIRE(recv(g->at(0), 2, make_tag(1, 0, 0), buf, after(5s)).ok());
+  CHECK(buf == last);
+  CHECK(g->at(1).wait(*pending, after(5s)).status().code() == status_code::aborted);
+  auto msg = pattern(64, 3);
+  REQUIRE(send(g->at(0), 1, make_tag(5, 0, 0), cbytes(msg), after(5s)).ok());
+  REQUIRE(recv(g->at(1), 0, make_tag(5, 0, 0), buf, after(5s)).ok());
+  CHECK(buf == msg);
 }
 
 TEST_CASE("tcp: without fail_group_on_peer_loss only the lost peer's operations fail", "[net][tcp]") {
@@ -179,7 +197,7 @@ TEST_CASE("tcp: without fail_group_on_peer_loss only the lost peer's operations 
   std::vector<std::byte> buf(64);
   auto r0 = g->at(0).post_recv(2, make_tag(1, 0, 0), buf);
   REQUIRE(r0.ok());
-  g->transports[2].reset();
+  static_cast<tcp_transport&>(g->at(2)).drop_connections();
   CHECK(g->at(0).wait(*r0, after(5s)).status().code() == status_code::aborted);
   auto again = g->at(1).post_recv(2, make_tag(1, 0, 1), buf);
   if (again.ok())

@@ -32,8 +32,8 @@ class tcp_transport final : public transport {
   static result<std::unique_ptr<tcp_transport>> create(tcp::tcp_context& ctx, std::uint64_t session, rank_t rank,
                                                        const std::vector<tcp::address>& peers, deadline connect_by);
 
-  /// Closes every connection (peers see this endpoint as gone). Pending operations must
-  /// have been retired with wait().
+  /// leave(), then closes every connection. Pending operations must have been retired
+  /// with wait().
   ~tcp_transport() override;
 
   rank_t rank() const noexcept override;
@@ -50,9 +50,14 @@ class tcp_transport final : public transport {
   void reset() noexcept override;
   transport_stats stats() const override;
 
-  /// Sends a goodbye on every connection, then closes them: peers' pending operations with
-  /// this rank fail with aborted ("left"). Idempotent; the destructor closes without goodbye.
+  /// Sends a goodbye on every stream after the data already queued (waiting up to 1 s for
+  /// it to drain), then closes them. Peers' operations with this rank fail with aborted
+  /// ("left"), but a goodbye does not break their group: unlike a crash (EOF without
+  /// goodbye), their operations with the other ranks go on. Idempotent.
   void leave() noexcept;
+  /// Fault injection: closes every connection at once, without goodbye, as a crash looks
+  /// to the peers. Every operation of this endpoint then fails with aborted.
+  void drop_connections() noexcept;
   /// False once `r` is known gone (EOF, socket error, protocol error, goodbye).
   bool peer_alive(rank_t r) const noexcept;
 

@@ -147,6 +147,7 @@ struct inbound_msg {
 struct peer_state {
   std::vector<std::unique_ptr<stream>> streams;
   unsigned connected = 0;
+  std::size_t goodbyes = 0;
   bool gone = false;
   status why;
   std::uint64_t next_send_seq = 0;
@@ -219,8 +220,12 @@ struct transport_impl : std::enable_shared_from_this<transport_impl> {
   void schedule_resume(rank_t p);                                // lock held, any thread
 
   // --- any thread, lock held ----------------------------------------------------------
-  void peer_gone(rank_t p, status why);
-  void cancel_op(std::uint64_t id, op_rec& o, const status& why);
+  /// crash: an unannounced loss (EOF, error, protocol error, timeout) that breaks the group
+  /// under fail_group_on_peer_loss; false for a goodbye or our own close.
+  void peer_gone(rank_t p, status why, bool crash = true);
+  /// hard: the peer is suspected (deadline): an op with bytes still on the wire closes the
+  /// connection. Otherwise (abort, broken group, lost peer) such bytes finish draining.
+  void cancel_op(std::uint64_t id, op_rec& o, const status& why, bool hard);
   void try_bind(rank_t p);
   void complete(rank_t p, std::uint64_t seq);
   status place_stripe(rank_t p, stream& s);  // ok with s.paused set when waiting for space

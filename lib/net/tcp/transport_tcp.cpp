@@ -234,7 +234,11 @@ void transport_impl::on_header(rank_t p, unsigned s, const asio::error_code& ec)
         return;
       }
       if (h->type == frame_type::goodbye) {
-        peer_gone(p, aborted(peer_name(p) + " left"));
+        // Nothing more comes on this stream; the peer has left once every stream says so
+        // (data on the other streams may still be in flight). A leave is not a crash:
+        // it does not break the group.
+        peer_state& ps = peers[p];
+        if (++ps.goodbyes == ps.streams.size()) peer_gone(p, aborted(peer_name(p) + " left"), false);
         return;
       }
       if (h->type == frame_type::peer_lost) {
@@ -396,6 +400,11 @@ void transport_impl::try_bind(rank_t p) {
       ps.inbound.erase(it);
       continue;
     }
+    if (!broken.ok()) {  // nobody will receive on a broken group: drain and drop
+      m.discard = true;
+      if (m.complete) complete(p, seq);
+      continue;
+    }
     auto pq = ps.posted.find(m.tag);
     if (pq == ps.posted.end()) {
       ps.unexpected[m.tag].push_back(seq);
@@ -443,26 +452,37 @@ void transport_impl::complete(rank_t p, std::uint64_t seq) {
   cv.notify_all();
 }
 
-void transport_impl::cancel_op(std::uint64_t id, op_rec& o, const status& why) {
+void transport_impl::cancel_op(std::uint64_t id, op_rec& o, const status& why, bool hard) {
   o.done = true;
   o.error = why;
   peer_state& ps = peers[o.peer];
   if (o.is_send) {
-    for (auto& st : ps.streams) {
-      const auto before = st->txq.size();
-      std::erase_if(st->txq, [&](const tx_job& j) { return j.type == frame_type::data && j.op_id == id; });
-      o.io_refs -= static_cast<int>(before - st->txq.size());
+    if (ps.gone) {
+      for (auto& st : ps.streams) {
+        const auto before = st->txq.size();
+        std::erase_if(st->txq, [&](const tx_job& j) { return j.type == frame_type::data && j.op_id == id; });
+        o.io_refs -= static_cast<int>(before - st->txq.size());
+      }
+      return;
     }
-    if (ps.gone) return;
     if (o.stripes_started == 0) {
+      // Nothing left yet: withdraw the message and tell the receiver its number is skipped.
+      for (auto& st : ps.streams) {
+        const auto before = st->txq.size();
+        std::erase_if(st->txq, [&](const tx_job& j) { return j.type == frame_type::data && j.op_id == id; });
+        o.io_refs -= static_cast<int>(before - st->txq.size());
+      }
       tx_job c;
       c.type = frame_type::cancel;
       c.msg_seq = o.msg_seq;
       ps.streams[o.msg_seq % ps.streams.size()]->txq.push_back(c);
       kick(o.peer);
-    } else if (o.stripes_done < o.stripes_total) {
-      peer_gone(o.peer, aborted("send to " + peer_name(o.peer) + " cancelled mid-message; connection closed"));
+    } else if (hard && o.stripes_done < o.stripes_total) {
+      // The peer is not draining (deadline): cut it off, which ends the writes.
+      peer_gone(o.peer, aborted("send to " + peer_name(o.peer) + " timed out mid-message; connection closed"));
     }
+    // Otherwise the rest of the message keeps going out (the peer is alive and reading);
+    // wait() returns once the last stripe has left the buffer.
     return;
   }
   if (!o.bound) {
@@ -478,25 +498,32 @@ void transport_impl::cancel_op(std::uint64_t id, op_rec& o, const status& why) {
     it->second.op_id = 0;
     it->second.discard = true;
   }
-  if (o.io_refs > 0 && !ps.gone)
-    peer_gone(o.peer, aborted("receive from " + peer_name(o.peer) + " cancelled mid-stripe; connection closed"));
+  if (hard && o.io_refs > 0 && !ps.gone)
+    peer_gone(o.peer, aborted("receive from " + peer_name(o.peer) + " timed out mid-stripe; connection closed"));
 }
 
-void transport_impl::peer_gone(rank_t p, status why) {
+void transport_impl::peer_gone(rank_t p, status why, bool crash) {
   peer_state& ps = peers[p];
   if (ps.gone) return;
   ps.gone = true;
   ps.why = why;
   for (auto& [id, o] : ops)
-    if (o.peer == p && !o.done) cancel_op(id, o, why);
+    if (o.peer == p && !o.done) cancel_op(id, o, why, false);
   for (auto& st : ps.streams) st->txq.clear();
   ps.posted.clear();
-  ps.unexpected.clear();
+  // Messages that arrived whole before the loss stay receivable; partial ones are dropped.
+  for (auto it = ps.unexpected.begin(); it != ps.unexpected.end();) {
+    std::erase_if(it->second, [&](std::uint64_t seq) {
+      auto m = ps.inbound.find(seq);
+      return m == ps.inbound.end() || !m->second.complete;
+    });
+    it = it->second.empty() ? ps.unexpected.erase(it) : std::next(it);
+  }
   asio::post(io, [this, p, r = handler_ref(this)] { close_io(p); });
-  if (opt.fail_group_on_peer_loss && !closing) {
+  if (crash && opt.fail_group_on_peer_loss && !closing) {
     if (broken.ok()) broken = aborted("group broken: " + why.message());
     for (auto& [id, o] : ops)
-      if (!o.done) cancel_op(id, o, broken);
+      if (!o.done) cancel_op(id, o, broken, false);
     // Tell the others, so each survivor fails now rather than at its deadline.
     for (rank_t q = 0; q < n; ++q) {
       if (q == rank || peers[q].gone) continue;
@@ -520,9 +547,16 @@ void transport_impl::close_io(rank_t p) {
     st->timer.cancel();
     st->paused = false;
   }
-  // No read can write into a tmp buffer once its socket is closed.
-  ps.inbound.clear();
-  ps.unexpected_bytes = 0;
+  // No read can write into a tmp buffer once its socket is closed. Whole messages in the
+  // backlog stay for post_recv.
+  for (auto it = ps.inbound.begin(); it != ps.inbound.end();) {
+    if (it->second.complete) {
+      ++it;
+      continue;
+    }
+    if (it->second.in_tmp) ps.unexpected_bytes -= it->second.len;
+    it = ps.inbound.erase(it);
+  }
 }
 
 }  // namespace tcp::detail
@@ -576,6 +610,7 @@ result<std::unique_ptr<tcp_transport>> tcp_transport::create(tcp::tcp_context& c
 }
 
 tcp_transport::~tcp_transport() {
+  leave();
   transport_impl& t = *impl_;
   {
     std::lock_guard lock(t.mu);
@@ -635,7 +670,7 @@ result<op> tcp_transport::post_recv(rank_t from, tag_t tag, std::span<std::byte>
   if (t.is_aborted) return aborted("transport aborted on rank " + std::to_string(t.rank));
   if (!t.broken.ok()) return t.broken;
   auto& ps = t.peers[from];
-  if (ps.gone) return ps.why;
+  if (ps.gone && !ps.unexpected.contains(tag)) return ps.why;
   const std::uint64_t id = t.next_id++;
   op_rec& o = t.ops[id];
   o.peer = from;
@@ -688,9 +723,9 @@ result<std::size_t> tcp_transport::wait(op handle, deadline d) {
     const bool past = clock::now() >= d;
     if (!o.done) {
       if (past) {
-        t.cancel_op(handle.id, o,
-                    status(status_code::deadline_exceeded, std::string("tcp: ") + (o.is_send ? "send to" : "receive from") +
-                                                               " rank " + std::to_string(o.peer) + " timed out"));
+        t.cancel_op(handle.id, o, status(status_code::deadline_exceeded, std::string("tcp: ") + (o.is_send ? "send to" : "receive from") +
+                                                               " rank " + std::to_string(o.peer) + " timed out"),
+                    true);
         continue;
       }
     } else if (past && !o.close_requested) {
@@ -711,7 +746,7 @@ void tcp_transport::abort() noexcept {
   std::lock_guard lock(t.mu);
   t.is_aborted = true;
   for (auto& [id, o] : t.ops)
-    if (!o.done) t.cancel_op(id, o, aborted("transport aborted on rank " + std::to_string(t.rank)));
+    if (!o.done) t.cancel_op(id, o, aborted("transport aborted on rank " + std::to_string(t.rank)), false);
   t.cv.notify_all();
 }
 
@@ -737,6 +772,7 @@ void tcp_transport::leave() noexcept {
   transport_impl& t = *impl_;
   {
     std::lock_guard lock(t.mu);
+    if (t.closing) return;
     for (rank_t p = 0; p < t.n; ++p) {
       if (p == t.rank || t.peers[p].gone) continue;
       for (auto& st : t.peers[p].streams) {
@@ -748,7 +784,7 @@ void tcp_transport::leave() noexcept {
     }
   }
   std::unique_lock lock(t.mu);
-  t.cv.wait_for(lock, std::chrono::seconds(2), [&] {
+  t.cv.wait_for(lock, std::chrono::seconds(1), [&] {
     for (rank_t p = 0; p < t.n; ++p) {
       if (p == t.rank || t.peers[p].gone) continue;
       for (auto& st : t.peers[p].streams)
@@ -756,8 +792,17 @@ void tcp_transport::leave() noexcept {
     }
     return true;
   });
+  t.closing = true;  // our own leave is not a crash either
   for (rank_t p = 0; p < t.n; ++p)
-    if (p != t.rank) t.peer_gone(p, aborted("this rank left"));
+    if (p != t.rank) t.peer_gone(p, aborted("this rank left"), false);
+}
+
+void tcp_transport::drop_connections() noexcept {
+  transport_impl& t = *impl_;
+  std::lock_guard lock(t.mu);
+  t.closing = true;
+  for (rank_t p = 0; p < t.n; ++p)
+    if (p != t.rank) t.peer_gone(p, aborted("connections dropped"), false);
 }
 
 bool tcp_transport::peer_alive(rank_t r) const noexcept {
