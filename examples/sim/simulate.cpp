@@ -28,7 +28,6 @@
 #include "testbed/eval.h"
 
 namespace dtrain::sim {
-namespace {
 
 bool needs_topology(const std::string& collective) { return collective == "gossip" || collective == "push_sum"; }
 
@@ -60,7 +59,7 @@ result<std::unique_ptr<net::averager>> make_averager(const run_config& c, net::t
   net::collective_options o;
   o.codec = c.codec;
   o.channel = channel;
-  o.timeout = std::chrono::milliseconds(120000);
+  o.timeout = c.collective_timeout;
   auto up = [](auto r) -> result<std::unique_ptr<net::averager>> {
     if (!r.ok()) return r.status();
     return std::unique_ptr<net::averager>(std::move(*r));
@@ -73,6 +72,8 @@ result<std::unique_ptr<net::averager>> make_averager(const run_config& c, net::t
   if (c.collective == "noloco") return up(net::noloco_pairing::create(t, count, o, c.seed + 0x9e37));
   return invalid_argument("unknown collective '" + c.collective + "'");
 }
+
+namespace {
 
 struct worker {
   std::unique_ptr<testbed::tiny_gpt> model;
@@ -98,7 +99,6 @@ status run_config::validate() const {
   return inner.validate();
 }
 
-namespace {
 testbed::gpt_config model_config(const run_config& c, const testbed::data_source& data) {
   testbed::gpt_config mc = c.model;
   mc.vocab = data.vocab();
@@ -107,7 +107,6 @@ testbed::gpt_config model_config(const run_config& c, const testbed::data_source
   mc.init_seed = c.seed;
   return mc;
 }
-}  // namespace
 
 // Single-worker pretraining on a data stream no worker uses (the last worker id).
 result<std::vector<float>> pretrain(const run_config& c, const testbed::data_source& data) {

@@ -11,7 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+#include <memory>
+
 #include "dtrain/core/status.h"
+#include "dtrain/net/averager.h"
+#include "dtrain/net/transport.h"
+#include "dtrain/topology/schedule.h"
 #include "testbed/adamw.h"
 #include "testbed/corpus.h"
 #include "testbed/tiny_gpt.h"
@@ -63,6 +69,8 @@ struct run_config {
   std::span<const float> initial_params;
   std::size_t eval_every = 50;       ///< validation-loss points (also at the last step)
   testbed::gpt_config model = testbed::gpt_config::small();
+  /// Deadline of one exchange (collective_options::timeout).
+  std::chrono::milliseconds collective_timeout{120000};
   /// invalid_argument naming the first bad field.
   status validate() const;
 };
@@ -99,5 +107,19 @@ result<run_result> run(const run_config& c, const testbed::data_source& data, co
 /// The parameters after c.pretrain_steps steps of single-worker AdamW from the seed's
 /// initialisation (the checkpoint run() would compute). Errors: as run().
 result<std::vector<float>> pretrain(const run_config& c, const testbed::data_source& data);
+
+// ---- building blocks, shared with examples/swarm ------------------------------------
+
+/// True for collectives that need a topology schedule (gossip, push_sum).
+bool needs_topology(const std::string& collective);
+/// The schedule of `name` (run_config::topology) over n peers; push-sum weights if asked.
+/// Errors: invalid_argument for an unknown name or one n does not allow.
+result<topology::schedule> make_schedule(const std::string& name, std::size_t n, std::uint64_t seed, bool push_sum);
+/// The averager c.collective with c.codec over `t` (sched: the topology for gossip and
+/// push_sum). Errors: the collective's create() errors; invalid_argument for an unknown name.
+result<std::unique_ptr<net::averager>> make_averager(const run_config& c, net::transport& t, std::size_t count,
+                                                     std::uint32_t channel, const topology::schedule* sched);
+/// The model config c.model adapted to `data` (vocab, context) and c (batch, seed).
+testbed::gpt_config model_config(const run_config& c, const testbed::data_source& data);
 
 }  // namespace dtrain::sim

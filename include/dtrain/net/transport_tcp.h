@@ -32,12 +32,15 @@ class tcp_transport final : public transport {
   static result<std::unique_ptr<tcp_transport>> create(tcp::tcp_context& ctx, std::uint64_t session, rank_t rank,
                                                        const std::vector<tcp::address>& peers, deadline connect_by);
 
-  /// leave(), then closes every connection. Pending operations must have been retired
-  /// with wait().
+  /// leave(), then closes every connection (also connections still being dialled, so a
+  /// transport whose create() failed is torn down at once). Pending operations must have
+  /// been retired with wait().
   ~tcp_transport() override;
 
   rank_t rank() const noexcept override;
   std::size_t size() const noexcept override;
+  /// As transport::post_send(). Additionally invalid_argument for data longer than
+  /// options().max_message_bytes.
   result<op> post_send(rank_t to, tag_t tag, std::span<const std::byte> data) override;
   result<op> post_recv(rank_t from, tag_t tag, std::span<std::byte> buf) override;
   /// As transport::wait(). Additionally data_loss when the peer sent a frame that failed its
@@ -48,10 +51,14 @@ class tcp_transport final : public transport {
   result<std::size_t> wait(op o, deadline d) override;
   void abort() noexcept override;
   void reset() noexcept override;
+  /// Payload bytes of completed operations only: a send counts once all of it was handed to
+  /// the kernel, a receive once its message is in the caller's buffer; failed, cancelled,
+  /// dropped and still-backlogged messages do not count.
   transport_stats stats() const override;
 
   /// Sends a goodbye on every stream after the data already queued (waiting up to 1 s for
-  /// it to drain), then closes them. Peers' operations with this rank fail with aborted
+  /// it to drain), then closes them. Peers closing their side in answer are not crashes:
+  /// leaving never breaks this endpoint's group nor sends peer_lost frames. Peers' operations with this rank fail with aborted
   /// ("left"), but a goodbye does not break their group: unlike a crash (EOF without
   /// goodbye), their operations with the other ranks go on. Idempotent.
   void leave() noexcept;

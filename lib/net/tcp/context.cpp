@@ -34,12 +34,9 @@ void encode_hello_frame(const hello& h, frame_type type,
 
 result<hello> decode_hello_frame(std::span<const std::byte> frame, frame_type expected) {
   if (frame.size() != frame_header_bytes + hello_bytes) return data_loss("tcp hello: short frame");
-  auto head = frame.first<frame_header_bytes>();
-  auto fh = parse_header(head);
+  auto fh = parse_frame(frame.first(frame_header_bytes), frame.subspan(frame_header_bytes));
   if (!fh.ok()) return fh.status();
   if (fh->type != expected) return data_loss("tcp hello: unexpected frame type");
-  if (frame_checksum(head, frame.subspan(frame_header_bytes)) != fh->checksum)
-    return data_loss("tcp hello: checksum mismatch");
   return parse_hello(frame.subspan(frame_header_bytes));
 }
 
@@ -125,8 +122,9 @@ bool context_impl::register_session(std::uint64_t session, const std::shared_ptr
       }
     }
   }
+  // The handler_ref makes the transport's teardown wait for this hand-over too.
   if (!mine.empty())
-    asio::post(io, [t, mine = std::move(mine)] {
+    asio::post(io, [t, mine = std::move(mine), r = handler_ref(t.get())] {
       for (const auto& p : mine) t->adopt_accepted(p.sock, p.h);
     });
   return true;

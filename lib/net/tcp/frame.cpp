@@ -95,6 +95,18 @@ result<frame_header> parse_header(std::span<const std::byte> in, const frame_lim
   return h;
 }
 
+result<frame_header> parse_frame(std::span<const std::byte> header, std::span<const std::byte> payload,
+                                 const frame_limits& limits) {
+  auto h = parse_header(header, limits);
+  if (!h.ok()) return h;
+  if (payload.size() != h->stripe_len)
+    return data_loss("tcp frame: payload of " + std::to_string(payload.size()) + " bytes, header says " +
+                     std::to_string(h->stripe_len));
+  if (frame_checksum(header.first<frame_header_bytes>(), payload) != h->checksum)
+    return data_loss("tcp frame: checksum mismatch");
+  return h;
+}
+
 void encode_hello(const hello& h, std::span<std::byte, hello_bytes> out) noexcept {
   std::byte* p = out.data();
   put<std::uint64_t>(p, h.session);

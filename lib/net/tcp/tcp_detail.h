@@ -50,11 +50,14 @@ class handler_ref {
   handler_ref(handler_ref&& other) noexcept : o_(std::exchange(other.o_, nullptr)) {}
   handler_ref& operator=(handler_ref&&) = delete;
   handler_ref(const handler_ref&) = delete;
+  // The decrement happens under the owner's mutex: were it done before taking the lock, the
+  // owner's teardown could see pending == 0, return and free the owner while this
+  // destructor was still about to lock its mutex (use after free). A handler_ref is never
+  // destroyed with the owner's mutex held (asio destroys handlers after they return).
   ~handler_ref() {
-    if (o_ && o_->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(o_->mu);
-      o_->cv.notify_all();
-    }
+    if (!o_) return;
+    std::lock_guard lock(o_->mu);
+    if (o_->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) o_->cv.notify_all();
   }
 
  private:
@@ -132,12 +135,18 @@ struct stream {
   std::array<std::byte, frame_header_bytes> tx_hdr{};
 };
 
+/// Backlog bytes charged per buffered message on top of its length, so that a flood of
+/// empty messages is bounded by unexpected_cap_bytes too (docs/net_tcp.md).
+inline constexpr std::uint64_t backlog_overhead_bytes = 64;
+
 struct inbound_msg {
   tag_t tag = 0;
   std::uint64_t len = 0;
   std::uint64_t received = 0;
   std::uint64_t op_id = 0;  // bound receive, 0 if none
-  std::vector<std::byte> tmp;
+  // Backlogged stripes, one buffer per stripe as it arrives (offset, bytes): memory follows
+  // the bytes actually received, never a length a peer merely claims in a header.
+  std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> tmp;
   bool in_tmp = false;     // bytes go to tmp (unexpected or arrived before binding)
   bool discard = false;    // nobody wants it any more: drain into scratch
   bool cancelled = false;  // the sender cancelled it before sending a byte
@@ -146,6 +155,7 @@ struct inbound_msg {
 
 struct peer_state {
   std::vector<std::unique_ptr<stream>> streams;
+  std::vector<socket_ptr> dialing;  // outgoing connections not yet installed (closed on teardown)
   unsigned connected = 0;
   std::size_t goodbyes = 0;
   bool gone = false;
@@ -173,6 +183,7 @@ struct op_rec {
   std::size_t transferred = 0;
   int io_refs = 0;  // queued or in-flight stripes (send), in-flight reads (receive)
   bool close_requested = false;
+  std::chrono::steady_clock::time_point abandoned_at{};  // first wait() past the deadline while I/O held the buffer
   // send
   std::uint64_t msg_seq = 0;
   std::uint32_t stripes_total = 0;
@@ -203,6 +214,7 @@ struct transport_impl : std::enable_shared_from_this<transport_impl> {
   bool is_aborted = false;
   status broken;  // set once a member is lost with fail_group_on_peer_loss
   bool closing = false;
+  bool leaving = false;  // leave() sent goodbyes: EOFs from now on are not crashes
   std::size_t streams_up = 0;
 
   // --- I/O thread --------------------------------------------------------------------
@@ -216,6 +228,8 @@ struct transport_impl : std::enable_shared_from_this<transport_impl> {
   void start_payload(rank_t p, unsigned s);                      // lock held
   void on_payload(rank_t p, unsigned s, const asio::error_code& ec);
   void close_io(rank_t p);
+  void close_dialing();                                          // I/O thread
+  void drop_tx(peer_state& ps);                                  // lock held: clears queues, releases io refs
   void resume(rank_t p);                                         // lock held
   void schedule_resume(rank_t p);                                // lock held, any thread
 

@@ -18,13 +18,20 @@ namespace dtrain::net {
 namespace tcp::detail {
 
 namespace {
+// How long wait() lets a healthy peer finish the stripe in flight into or out of an
+// abandoned operation's buffer before it closes that connection.
+constexpr auto kAbandonGrace = std::chrono::milliseconds(2000);
 std::string peer_name(rank_t r) { return "rank " + std::to_string(r); }
+/// What a backlogged message counts against unexpected_cap_bytes.
+std::uint64_t backlog_charge(const inbound_msg& m) { return m.len + backlog_overhead_bytes; }
 }  // namespace
 
 transport_impl::transport_impl(context_impl& c, std::uint64_t s, rank_t r, std::size_t size)
     : ctx(c), io(c.io), opt(c.options), session(s), rank(r), n(size), peers(size) {
   limits.max_message_bytes = opt.max_message_bytes;
-  limits.max_stripe_bytes = std::max<std::uint32_t>(opt.stripe_bytes, 64u << 10);
+  // Any stripe size a sender may be configured with (tcp_context::create allows up to
+  // 64 MiB), so peers with different stripe_bytes still interoperate.
+  limits.max_stripe_bytes = 64u << 20;
   for (rank_t p = 0; p < n; ++p) {
     if (p == rank) continue;
     for (unsigned k = 0; k < opt.streams; ++k) peers[p].streams.push_back(std::make_unique<stream>(io));
@@ -78,9 +85,18 @@ void transport_impl::adopt_accepted(socket_ptr sock, const hello& h) {
 
 void transport_impl::dial(rank_t to, unsigned s, tcp::endpoint ep, deadline by) {
   auto sock = std::make_shared<tcp::socket>(io);
-  auto retry = [this, to, s, ep, by] {
+  {
+    // Registered so that teardown can close it: a peer that accepted but never answers
+    // (e.g. its transport for this session was never created and the stream is parked)
+    // would otherwise keep the hello_ack read, and the destructor, waiting forever.
+    std::lock_guard lock(mu);
+    if (closing) return;
+    peers[to].dialing.push_back(sock);
+  }
+  auto retry = [this, to, s, ep, by, sock] {
     {
       std::lock_guard lock(mu);
+      std::erase(peers[to].dialing, sock);
       if (closing || clock::now() >= by) return;
     }
     auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(50));
@@ -119,6 +135,10 @@ void transport_impl::dial(rank_t to, unsigned s, tcp::endpoint ep, deadline by) 
                        if (!ack.ok() || !(*ack == h)) {
                          retry();
                          return;
+                       }
+                       {
+                         std::lock_guard lock(mu);
+                         std::erase(peers[to].dialing, sock);
                        }
                        install(to, s, std::move(*sock));
                      });
@@ -186,14 +206,15 @@ void transport_impl::on_written(rank_t p, unsigned s, const asio::error_code& ec
     --o.io_refs;
     if (!ec) {
       ++o.stripes_done;
-      ps.sent += w.len;
       if (o.stripes_done == o.stripes_total && !o.done) {
         o.done = true;
         o.transferred = o.len;
+        ps.sent += o.len;  // stats count completed operations only
       }
     }
-    cv.notify_all();
   }
+  // Also for control frames: leave() waits for its goodbyes to drain.
+  cv.notify_all();
   if (ec) {
     peer_gone(p, aborted("connection to " + peer_name(p) + " lost: " + ec.message()));
     return;
@@ -295,7 +316,7 @@ status transport_impl::place_stripe(rank_t p, stream& st) {
     return data_loss("message " + std::to_string(h.msg_seq) + " receives more bytes than its length");
   st.cur_op = 0;
   if (m.discard) {
-    if (st.scratch.size() < h.stripe_len) st.scratch.resize(limits.max_stripe_bytes);
+    if (st.scratch.size() < h.stripe_len) st.scratch.resize(h.stripe_len);
     st.cur_dst = st.scratch.data();
   } else if (m.op_id != 0 && !m.in_tmp) {
     op_rec& o = ops.at(m.op_id);
@@ -304,15 +325,18 @@ status transport_impl::place_stripe(rank_t p, stream& st) {
     st.cur_op = m.op_id;
   } else {
     if (!m.in_tmp) {
-      if (ps.unexpected_bytes > 0 && ps.unexpected_bytes + m.len > opt.unexpected_cap_bytes) {
+      // One message is always admitted into an empty backlog (so a message larger than
+      // the cap cannot deadlock a blocking send-then-receive exchange); beyond that the
+      // cap holds. Memory is taken stripe by stripe as bytes arrive (below).
+      if (ps.unexpected_bytes > 0 && ps.unexpected_bytes + backlog_charge(m) > opt.unexpected_cap_bytes) {
         st.paused = true;  // back-pressure: resume() retries when receives drain the backlog
         return ok_status();
       }
-      m.tmp.resize(m.len);
       m.in_tmp = true;
-      ps.unexpected_bytes += m.len;
+      ps.unexpected_bytes += backlog_charge(m);
     }
-    st.cur_dst = m.tmp.data() + h.offset;
+    m.tmp.emplace_back(h.offset, std::vector<std::byte>(h.stripe_len));
+    st.cur_dst = m.tmp.back().second.data();
   }
   return ok_status();
 }
@@ -359,7 +383,6 @@ void transport_impl::on_payload(rank_t p, unsigned s, const asio::error_code& ec
   auto it = ps.inbound.find(st.cur.msg_seq);
   if (it != ps.inbound.end()) {
     it->second.received += st.cur.stripe_len;
-    ps.received += st.cur.stripe_len;
     if (it->second.received == it->second.len) complete(p, st.cur.msg_seq);
   }
   cv.notify_all();
@@ -439,14 +462,17 @@ void transport_impl::complete(rank_t p, std::uint64_t seq) {
     // fall through to erase
   } else if (m.op_id != 0) {
     op_rec& o = ops.at(m.op_id);
-    if (m.in_tmp && m.len > 0) std::memcpy(o.dst, m.tmp.data(), m.len);
+    // Offsets were checked against m.len <= o.len when the stripes were placed.
+    for (const auto& [off, bytes] : m.tmp)
+      if (!bytes.empty()) std::memcpy(o.dst + off, bytes.data(), bytes.size());
     o.done = true;
     o.transferred = m.len;
+    ps.received += m.len;  // stats count completed operations only
   } else {
     m.complete = true;  // unexpected: kept until a receive matches it
     return;
   }
-  if (was_tmp) ps.unexpected_bytes -= m.len;
+  if (was_tmp) ps.unexpected_bytes -= backlog_charge(m);
   ps.inbound.erase(it);
   if (was_tmp) schedule_resume(p);
   cv.notify_all();
@@ -477,8 +503,10 @@ void transport_impl::cancel_op(std::uint64_t id, op_rec& o, const status& why, b
       c.msg_seq = o.msg_seq;
       ps.streams[o.msg_seq % ps.streams.size()]->txq.push_back(c);
       kick(o.peer);
-    } else if (hard && o.stripes_done < o.stripes_total) {
-      // The peer is not draining (deadline): cut it off, which ends the writes.
+    } else if (hard && broken.ok() && o.stripes_done < o.stripes_total) {
+      // The peer is not draining (deadline): cut it off, which ends the writes. In a group
+      // that is already broken the peer is probably healthy and busy failing too: wait()
+      // gives its bytes a grace period instead (see abandon_grace).
       peer_gone(o.peer, aborted("send to " + peer_name(o.peer) + " timed out mid-message; connection closed"));
     }
     // Otherwise the rest of the message keeps going out (the peer is alive and reading);
@@ -498,7 +526,7 @@ void transport_impl::cancel_op(std::uint64_t id, op_rec& o, const status& why, b
     it->second.op_id = 0;
     it->second.discard = true;
   }
-  if (hard && o.io_refs > 0 && !ps.gone)
+  if (hard && broken.ok() && o.io_refs > 0 && !ps.gone)
     peer_gone(o.peer, aborted("receive from " + peer_name(o.peer) + " timed out mid-stripe; connection closed"));
 }
 
@@ -509,7 +537,7 @@ void transport_impl::peer_gone(rank_t p, status why, bool crash) {
   ps.why = why;
   for (auto& [id, o] : ops)
     if (o.peer == p && !o.done) cancel_op(id, o, why, false);
-  for (auto& st : ps.streams) st->txq.clear();
+  drop_tx(ps);
   ps.posted.clear();
   // Messages that arrived whole before the loss stay receivable; partial ones are dropped.
   for (auto it = ps.unexpected.begin(); it != ps.unexpected.end();) {
@@ -520,7 +548,7 @@ void transport_impl::peer_gone(rank_t p, status why, bool crash) {
     it = it->second.empty() ? ps.unexpected.erase(it) : std::next(it);
   }
   asio::post(io, [this, p, r = handler_ref(this)] { close_io(p); });
-  if (crash && opt.fail_group_on_peer_loss && !closing) {
+  if (crash && opt.fail_group_on_peer_loss && !closing && !leaving) {
     if (broken.ok()) broken = aborted("group broken: " + why.message());
     for (auto& [id, o] : ops)
       if (!o.done) cancel_op(id, o, broken, false);
@@ -535,6 +563,25 @@ void transport_impl::peer_gone(rank_t p, status why, bool crash) {
     }
   }
   cv.notify_all();
+}
+
+void transport_impl::drop_tx(peer_state& ps) {
+  // Queued stripes of ops that are already done (a soft cancel lets a started message
+  // keep draining) still hold io refs: release them, or wait() would never retire the op.
+  for (auto& st : ps.streams) {
+    for (const tx_job& j : st->txq)
+      if (j.type == frame_type::data) --ops.at(j.op_id).io_refs;
+    st->txq.clear();
+  }
+}
+
+void transport_impl::close_dialing() {
+  std::lock_guard lock(mu);
+  asio::error_code ignored;
+  for (auto& ps : peers) {
+    for (auto& sock : ps.dialing) sock->close(ignored);
+    ps.dialing.clear();
+  }
 }
 
 void transport_impl::close_io(rank_t p) {
@@ -554,7 +601,7 @@ void transport_impl::close_io(rank_t p) {
       ++it;
       continue;
     }
-    if (it->second.in_tmp) ps.unexpected_bytes -= it->second.len;
+    if (it->second.in_tmp) ps.unexpected_bytes -= backlog_charge(it->second);
     it = ps.inbound.erase(it);
   }
 }
@@ -619,6 +666,7 @@ tcp_transport::~tcp_transport() {
       if (p != t.rank) t.peer_gone(p, aborted("transport closed"));
   }
   t.ctx.unregister_session(t.session);
+  asio::post(t.io, [impl = &t, r = tcp::detail::handler_ref(&t)] { impl->close_dialing(); });
   std::unique_lock lock(t.mu);
   t.cv.wait(lock, [&] { return t.pending.load() == 0; });
 }
@@ -630,6 +678,9 @@ result<op> tcp_transport::post_send(rank_t to, tag_t tag, std::span<const std::b
   transport_impl& t = *impl_;
   if (to >= t.n || to == t.rank)
     return invalid_argument("tcp: bad destination " + std::to_string(to) + " for rank " + std::to_string(t.rank));
+  if (data.size() > t.opt.max_message_bytes)
+    return invalid_argument("tcp: message of " + std::to_string(data.size()) + " bytes exceeds max_message_bytes " +
+                            std::to_string(t.opt.max_message_bytes));
   std::unique_lock lock(t.mu);
   if (t.is_aborted) return aborted("transport aborted on rank " + std::to_string(t.rank));
   if (!t.broken.ok()) return t.broken;
@@ -708,15 +759,15 @@ result<op> tcp_transport::post_recv(rank_t from, tag_t tag, std::span<std::byte>
 result<std::size_t> tcp_transport::wait(op handle, deadline d) {
   transport_impl& t = *impl_;
   std::unique_lock lock(t.mu);
-  auto it = t.ops.find(handle.id);
-  if (it == t.ops.end()) return invalid_argument("tcp: op " + std::to_string(handle.id) + " is not pending");
-  op_rec& o = it->second;
   for (;;) {
+    // Looked up afresh after every sleep: an iterator kept across the wait could be
+    // invalidated by a rehash (other threads post ops), and a second, erroneous wait() on the
+    // same op from another thread may have retired it meanwhile.
+    auto it = t.ops.find(handle.id);
+    if (it == t.ops.end()) return invalid_argument("tcp: op " + std::to_string(handle.id) + " is not pending");
+    op_rec& o = it->second;
     if (o.done && o.io_refs == 0) {
       result<std::size_t> out = o.error.ok() ? result<std::size_t>(o.transferred) : result<std::size_t>(o.error);
-      if (o.error.ok()) {
-        // counted here so stats() covers completed operations only
-      }
       t.ops.erase(it);
       return out;
     }
@@ -729,9 +780,19 @@ result<std::size_t> tcp_transport::wait(op handle, deadline d) {
         continue;
       }
     } else if (past && !o.close_requested) {
-      // Done (failed) but I/O still holds the buffer: cut the connection so it lets go.
-      o.close_requested = true;
-      t.peer_gone(o.peer, aborted("operation with rank " + std::to_string(o.peer) + " abandoned mid-transfer; connection closed"));
+      // Done (failed, or abandoned by a caller that passed an expired deadline) while I/O
+      // still holds the buffer. The peer is usually healthy and mid-stripe: give its bytes
+      // a grace period, then cut the connection so the I/O lets go. A local close, not a
+      // crash: it does not announce the peer as lost to the others.
+      const auto now = clock::now();
+      if (o.abandoned_at == clock::time_point{}) o.abandoned_at = now;
+      if (now - o.abandoned_at >= tcp::detail::kAbandonGrace) {
+        o.close_requested = true;
+        t.peer_gone(o.peer, aborted("operation with rank " + std::to_string(o.peer) + " abandoned mid-transfer; connection closed"),
+                    false);
+        continue;
+      }
+      t.cv.wait_until(lock, o.abandoned_at + tcp::detail::kAbandonGrace);
       continue;
     }
     if (d == deadline::max() || past)
@@ -773,9 +834,13 @@ void tcp_transport::leave() noexcept {
   {
     std::lock_guard lock(t.mu);
     if (t.closing) return;
+    // Peers close their side once our goodbyes arrive: those EOFs are not crashes and must
+    // not break the group or send peer_lost frames on our way out.
+    t.leaving = true;
     for (rank_t p = 0; p < t.n; ++p) {
       if (p == t.rank || t.peers[p].gone) continue;
       for (auto& st : t.peers[p].streams) {
+        if (!st->connected) continue;  // a failed create(): nothing to say goodbye on, nor to wait for
         tcp::detail::tx_job g;
         g.type = tcp::frame_type::goodbye;
         st->txq.push_back(g);
@@ -788,7 +853,7 @@ void tcp_transport::leave() noexcept {
     for (rank_t p = 0; p < t.n; ++p) {
       if (p == t.rank || t.peers[p].gone) continue;
       for (auto& st : t.peers[p].streams)
-        if (!st->txq.empty() || st->writing) return false;
+        if (st->connected && (!st->txq.empty() || st->writing)) return false;
     }
     return true;
   });

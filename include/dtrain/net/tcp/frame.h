@@ -60,6 +60,15 @@ std::uint64_t frame_checksum(std::span<const std::byte, frame_header_bytes> head
 /// Errors: data_loss naming the bad field; unimplemented for a different version.
 result<frame_header> parse_header(std::span<const std::byte> in, const frame_limits& limits = {});
 
+/// What a receiver does once a frame's payload is in: parse_header(), then the checksum
+/// over the header's first 48 bytes and `payload`. Every single-byte change to a valid frame
+/// (header or payload) is rejected here, which parse_header alone cannot promise (the tag,
+/// sequence and offset fields are only covered by the checksum).
+/// Errors: those of parse_header; data_loss when payload.size() != stripe_len or the
+/// checksum differs.
+result<frame_header> parse_frame(std::span<const std::byte> header, std::span<const std::byte> payload,
+                                 const frame_limits& limits = {});
+
 /// The payload of hello and hello_ack.
 struct hello {
   std::uint64_t session = 0;   ///< the group's session id (both sides must agree)

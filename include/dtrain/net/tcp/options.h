@@ -18,10 +18,14 @@ struct tcp_options {
   std::uint32_t stripe_bytes = 1u << 20;
   /// SO_SNDBUF/SO_RCVBUF per socket; 0 keeps the kernel's autotuning.
   int socket_buffer_bytes = 4 << 20;
-  /// Longest message a peer may send; a longer one is a protocol error (connection closed).
+  /// Longest message a peer may send us; a longer one is a protocol error (connection
+  /// closed). post_send() of a longer message fails with invalid_argument.
   std::uint64_t max_message_bytes = std::uint64_t{1} << 36;
-  /// Bytes of messages that arrived before their receive was posted, per peer. Beyond it
-  /// the transport stops reading from that peer (TCP back-pressure) until receives drain it.
+  /// Bytes of messages that arrived before their receive was posted, per peer, each
+  /// counted as its length + 64. Beyond it the transport stops reading from that peer (TCP
+  /// back-pressure) until receives drain it. One message (up to max_message_bytes) is
+  /// always admitted into an empty backlog, so a message above the cap cannot deadlock;
+  /// backlog memory is allocated as bytes arrive, never from a length a header claims.
   std::uint64_t unexpected_cap_bytes = 64u << 20;
   /// How long an accepted connection may take to send its hello.
   std::chrono::milliseconds hello_timeout{10'000};
