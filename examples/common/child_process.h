@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -27,8 +28,10 @@ class child {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], STDOUT_FILENO);
-      ::close(fds[0]);
-      ::close(fds[1]);
+      // Close every inherited descriptor (listening sockets above all: a child holding the
+      // parent's listener keeps its port busy after the parent closes it).
+      if (::close_range(3, ~0U, 0) != 0)
+        for (long fd = 3, max = ::sysconf(_SC_OPEN_MAX); fd < max; ++fd) ::close(static_cast<int>(fd));
       std::vector<char*> args;
       for (auto& a : argv) args.push_back(a.data());
       args.push_back(nullptr);

@@ -60,14 +60,15 @@ std::vector<std::string> peer_argv(const options& o, const char* self, const std
 int run_launcher(const options& o, const char* self) {
   std::unique_ptr<membership::coordinator> coord;
   std::string addr = o.coordinator, id = o.coordinator_id;
+  const membership::identity coord_key = membership::identity::generate();
+  membership::coordinator_options co;
   if (addr.empty()) {
-    membership::coordinator_options co;
     co.listen = net::tcp::address{o.listen, 0};
     co.heartbeat_interval = milliseconds(500);
     co.failure_deadline = milliseconds(2000);
     co.min_peers = o.serve_only ? 1 : o.peers;
     co.logger = [](std::string_view) {};
-    auto c = membership::coordinator::create(membership::identity::generate(), co);
+    auto c = membership::coordinator::create(coord_key, co);
     if (!c.ok()) {
       std::fprintf(stderr, "dtrain-swarm: %s\n", c.status().to_string().c_str());
       return 1;
@@ -75,7 +76,9 @@ int run_launcher(const options& o, const char* self) {
     coord = std::move(*c);
     addr = coord->address().to_string();
     id = coord->id().hex();
+    co.listen = coord->address();  // a restart binds the same port
   }
+  bool restarted = false;
   std::printf("dtrain-swarm: coordinator %s (key %s)\n", addr.c_str(), id.empty() ? "not pinned" : id.c_str());
   if (o.serve_only) {
     std::printf("serving; peers join with: dtrain-swarm --coordinator %s --coordinator-id %s\n", addr.c_str(), id.c_str());
@@ -100,7 +103,7 @@ int run_launcher(const options& o, const char* self) {
   std::uniform_real_distribution<double> pause(o.churn_min_s, o.churn_max_s);
   const auto t0 = steady_clock::now();
   auto next_churn = t0 + duration_cast<steady_clock::duration>(duration<double>(pause(rng) + 5.0));
-  int kills = 0, spawned_later = 0, recoveries = 0, joins = 0;
+  int kills = 0, spawned_later = 0, recoveries = 0, joins = 0, repairs = 0;
   double first_loss = -1, val = -1, global_round = 0;
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   bool stopped_at_limit = false, hang = false;
@@ -127,6 +130,9 @@ int run_launcher(const options& o, const char* self) {
           if (first_loss < 0) first_loss = p.loss;
         } else if (line.rfind("RING", 0) == 0) {
           events.push_back("measured links; ring order applied: " + line.substr(5));
+        } else if (line.rfind("REPAIR", 0) == 0) {
+          ++repairs;
+          events.push_back("peer " + std::to_string(i) + ": " + line);
         } else if (line.rfind("RECOVERED", 0) == 0) {
           ++recoveries;
         } else if (line.rfind("JOINED", 0) == 0) {
@@ -182,6 +188,24 @@ int run_launcher(const options& o, const char* self) {
       break;
     }
     // Churn: never below two live peers, and quiet near the end so the run can finish.
+    // Coordinator restart: its state is soft, the peers re-populate the new one.
+    if (coord && o.restart_coordinator_at > 0 && !restarted && global_round >= static_cast<double>(o.restart_coordinator_at)) {
+      coord.reset();
+      std::this_thread::sleep_for(milliseconds(300));
+      auto c = membership::coordinator::create(coord_key, co);
+      for (int i = 0; i < 50 && !c.ok(); ++i) {  // the port may be briefly held (TIME_WAIT races)
+        std::this_thread::sleep_for(milliseconds(100));
+        c = membership::coordinator::create(coord_key, co);
+      }
+      if (!c.ok()) {
+        std::fprintf(stderr, "\ndtrain-swarm: coordinator restart failed: %s\n", c.status().to_string().c_str());
+        return 1;
+      }
+      coord = std::move(*c);
+      restarted = true;
+      events.push_back("restarted the coordinator at round " + std::to_string(static_cast<int>(global_round)) +
+                       " (same key and port; the peers re-populated it)");
+    }
     const bool churn_window = o.max_seconds > 0 ? now - t0 < duration<double>(o.max_seconds - 3)
                                                 : global_round + 3 < static_cast<double>(o.outer_steps);
     if (o.churn && !any_done && now >= next_churn && churn_window) {
@@ -275,14 +299,16 @@ int run_launcher(const options& o, const char* self) {
   std::printf("  peers                %zu started, %d killed, %d started during the run, %d finished\n", peers.size(),
               kills, spawned_later, finished);
   std::printf("  recoveries           %d (survivors that rolled back, regrouped and redid a round)\n", recoveries);
+  std::printf("  consensus repairs    %d (outer steps after which members' parameters differed)\n", repairs);
   std::printf("  compute utilization  %.0f%% (forward/backward time over peer wall time)\n",
               pwall > 0 ? 100.0 * compute / pwall : 0.0);
   std::printf("  wall time            %.1f s\n", wall);
   if (stopped_at_limit) {
-    std::printf("  stopped at the %.0f s limit; no hang, no error: %s\n", o.max_seconds, errors == 0 && !hang ? "yes" : "NO");
-    return errors == 0 && !hang && global_round > 0 ? 0 : 1;
+    std::printf("  stopped at the %.0f s limit; no hang, no error, every step bit-identical: %s\n", o.max_seconds,
+                errors == 0 && !hang && repairs == 0 ? "yes" : "NO");
+    return errors == 0 && !hang && repairs == 0 && global_round > 0 ? 0 : 1;
   }
-  return errors == 0 && !hang && finished > 0 && global_round >= static_cast<double>(o.outer_steps) ? 0 : 1;
+  return errors == 0 && !hang && repairs == 0 && finished > 0 && global_round >= static_cast<double>(o.outer_steps) ? 0 : 1;
 }
 
 }  // namespace dtrain::swarm

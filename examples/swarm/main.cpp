@@ -24,6 +24,7 @@ void usage() {
                "                    [--text FILE] [--timeout-ms T] [--probe 0|1] [--streams S]\n"
                "                    [--wan-mbps RATE --wan-ms LATENCY]  (user-space link shaper)\n"
                "                    [--churn-min S --churn-max S] [--max-seconds T [--stall-seconds S]]  (soak)\n"
+               "                    [--restart-coordinator-at ROUND]\n"
                "                    [--coordinator HOST:PORT [--coordinator-id HEX]] [--listen HOST] [--serve] [--log-dir DIR]\n");
 }
 }  // namespace
@@ -62,6 +63,7 @@ bool parse(int argc, char** argv, options& o, bool& peer_mode) {
     else if (k == "--wan-ms") { if (!need()) return false; o.wan_ms = num; }
     else if (k == "--churn-min") { if (!need()) return false; o.churn_min_s = num; }
     else if (k == "--churn-max") { if (!need()) return false; o.churn_max_s = num; }
+    else if (k == "--restart-coordinator-at") { if (!need()) return false; o.restart_coordinator_at = static_cast<std::size_t>(num); }
     else if (k == "--max-seconds") { if (!need()) return false; o.max_seconds = num; }
     else if (k == "--stall-seconds") { if (!need()) return false; o.stall_seconds = static_cast<long>(num); }
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); usage(); return false; }

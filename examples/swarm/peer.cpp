@@ -106,7 +106,7 @@ struct peer {
   std::unique_ptr<diloco::diloco_engine> engine;
   std::vector<std::byte> outer_blob;
   std::uint64_t round = 0;  // global outer steps done
-  std::uint32_t seq = 0;    // sequence for the swarm's own collectives
+  std::uint32_t seq = 0;    // sequence of the swarm's own collectives on the current group
   // Accounting.
   double compute_s = 0;
   std::uint64_t bytes_before = 0;  // sent by transports already closed
@@ -249,6 +249,7 @@ struct peer {
     ordered = std::move(no);
     tcp = std::move(nt);
     tcp_session = nv.session;
+    seq = 0;  // every member starts the new group's own collectives at the same sequence
     solo = std::move(ns);
     group = g;
     v = nv;

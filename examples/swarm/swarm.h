@@ -22,12 +22,13 @@ struct options {
   bool serve_only = false;            ///< run only a coordinator (for remote peers)
   double max_seconds = 0;             ///< stop everything after this long (soak tests); 0 = run to the end
   long stall_seconds = 30;            ///< with max_seconds: no outer step for this long is a hang
+  std::size_t restart_coordinator_at = 0;  ///< restart the local coordinator at this round (0 = never)
   std::string log_dir;                ///< write each peer's report lines to LOG_DIR/peer-<i>.log
   // --- training (passed on to every peer) ---
   std::string codec = "identity";
   std::string collective = "ring";    ///< ring | butterfly | gossip | push_sum
   std::string topology = "complete";  ///< for gossip and push_sum
-  std::size_t outer_steps = 40;       ///< global outer steps (DiLoCo rounds) to train
+  std::size_t outer_steps = 200;      ///< global outer steps (DiLoCo rounds) to train
   std::uint32_t inner_steps = 25;     ///< H
   std::size_t batch = 8;
   double lr = 3e-3;                   ///< inner AdamW

@@ -80,6 +80,15 @@ struct peer_client::impl {
                              asio::async_connect(*sock, results,
                                                  [this, sock](const asio::error_code& e, const asio::ip::tcp::endpoint&) {
                                                    if (e) return connect_failed("connect: " + e.message());
+                                                   // While nothing listens on the coordinator's port, a
+                                                   // connect from an ephemeral port that happens to equal it
+                                                   // succeeds by TCP simultaneous open onto itself, and then
+                                                   // holds the port the restarting coordinator needs.
+                                                   asio::error_code le, re;
+                                                   if (sock->local_endpoint(le) == sock->remote_endpoint(re) && !le && !re) {
+                                                     sock->close(le);
+                                                     return connect_failed("connected to itself");
+                                                   }
                                                    on_connected(std::move(*sock));
                                                  });
                            });

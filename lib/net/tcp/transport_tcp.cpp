@@ -109,6 +109,16 @@ void transport_impl::dial(rank_t to, unsigned s, tcp::endpoint ep, deadline by) 
       retry();
       return;
     }
+    {
+      // A dial to a port nobody listens on can connect to itself (TCP simultaneous open
+      // from an ephemeral port equal to the target) and would then hold that port.
+      asio::error_code le, re;
+      if (sock->local_endpoint(le) == sock->remote_endpoint(re) && !le && !re) {
+        sock->close(le);
+        retry();
+        return;
+      }
+    }
     configure_socket(*sock, opt);
     hello h;
     h.session = session;
