@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
 
   if (a.scenario != "rounds") return fail("unknown scenario " + a.scenario);
   std::size_t done = 0;
+  // Collectives on the current group, the tag channel of the next one: every member of a
+  // group starts at 0, so a survivor that finished a round the others redo (a crash split
+  // the round) still meets them on the same channel with the same input.
+  std::uint32_t group_calls = 0;
   for (std::uint64_t round = 0;; ++round) {
     std::printf("ROUND %llu peers=%zu\n", static_cast<unsigned long long>(round), members.size());
     std::fflush(stdout);
@@ -140,7 +144,7 @@ int main(int argc, char** argv) {
     const auto start = steady_clock::now();
     collective_options co;
     co.timeout = milliseconds(a.timeout_ms);
-    co.channel = static_cast<std::uint32_t>(round & 0xFFFF);
+    co.channel = group_calls++;
     auto ar = ring_allreduce::create(**t, a.count, co);
     if (!ar.ok()) return fail(ar.status().to_string());
     status st = (*ar)->average(v, round);
@@ -170,6 +174,7 @@ int main(int argc, char** argv) {
       if (nt.ok()) {
         t = std::move(nt);
         members = alive;
+        group_calls = 0;
         break;
       }
       if (attempt > 20) return fail("could not regroup: " + nt.status().to_string());
@@ -177,6 +182,7 @@ int main(int argc, char** argv) {
     // Redo the same round on the shrunk group.
     v = v0;
     collective_options co2 = co;
+    co2.channel = group_calls++;
     auto ar2 = ring_allreduce::create(**t, a.count, co2);
     if (!ar2.ok()) return fail(ar2.status().to_string());
     if (auto st2 = (*ar2)->average(v, round); !st2.ok()) return fail("retry failed: " + st2.to_string());
