@@ -190,18 +190,7 @@ bool parse_args(int argc, char** argv, options& o) {
       return false;
     }
   }
-  if (o.rank < 0 || o.size < 1 || o.store.empty()) {
-    std::fprintf(stderr, "--rank, --size and --store are required\n");
-    return false;
-  }
-  if (o.rank >= o.size) {
-    std::fprintf(stderr, "--rank must be < --size\n");
-    return false;
-  }
-  if (o.factor < 2 || o.min_bytes < 1 || o.min_bytes > o.max_bytes) {
-    std::fprintf(stderr, "need --factor >= 2 and 1 <= --min-bytes <= --max-bytes\n");
-    return false;
-  }
+  if (!dtrain_bench::check_common_args(o.rank, o.size, o.store, o.factor, o.min_bytes, o.max_bytes)) return false;
   if (o.stripe_bytes < 4096 || o.stripe_bytes > (std::size_t{1} << 31) || o.sockbuf > (std::size_t{1} << 30) ||
       o.segment_floats == 0) {
     std::fprintf(stderr, "need --stripe-bytes in [4096, 2G], --sockbuf <= 1G, --segment-floats >= 1\n");

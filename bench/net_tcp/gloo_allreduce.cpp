@@ -119,18 +119,7 @@ bool parse_args(int argc, char** argv, options& o) {
       return false;
     }
   }
-  if (o.rank < 0 || o.size < 1 || o.store.empty()) {
-    std::fprintf(stderr, "--rank, --size and --store are required\n");
-    return false;
-  }
-  if (o.rank >= o.size) {
-    std::fprintf(stderr, "--rank must be < --size\n");
-    return false;
-  }
-  if (o.factor < 2 || o.min_bytes < 1 || o.min_bytes > o.max_bytes) {
-    std::fprintf(stderr, "need --factor >= 2 and 1 <= --min-bytes <= --max-bytes\n");
-    return false;
-  }
+  if (!dtrain_bench::check_common_args(o.rank, o.size, o.store, o.factor, o.min_bytes, o.max_bytes)) return false;
   // The legacy algorithms take the element count as int.
   if (o.max_bytes / 4 > static_cast<std::size_t>(INT_MAX)) {
     std::fprintf(stderr, "--max-bytes too large (at most 2^31-1 elements)\n");

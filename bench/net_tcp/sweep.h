@@ -44,6 +44,24 @@ inline std::optional<std::size_t> parse_bytes(std::string_view s) {
 
 // The sizes of a sweep: min, min*factor, ... while <= max, each rounded down to a whole
 // number of fp32 elements and at least one element. Precondition: factor >= 2, min <= max.
+/// The checks both drivers make on the flags they share; prints why and returns false.
+inline bool check_common_args(int rank, int size, const std::string& store, std::size_t factor,
+                              std::size_t min_bytes, std::size_t max_bytes) {
+  if (rank < 0 || size < 1 || store.empty()) {
+    std::fprintf(stderr, "--rank, --size and --store are required\n");
+    return false;
+  }
+  if (rank >= size) {
+    std::fprintf(stderr, "--rank must be < --size\n");
+    return false;
+  }
+  if (factor < 2 || min_bytes < 1 || min_bytes > max_bytes) {
+    std::fprintf(stderr, "need --factor >= 2 and 1 <= --min-bytes <= --max-bytes\n");
+    return false;
+  }
+  return true;
+}
+
 inline std::vector<std::size_t> sweep_sizes(std::size_t min_bytes, std::size_t max_bytes,
                                             std::size_t factor) {
   std::vector<std::size_t> out;
