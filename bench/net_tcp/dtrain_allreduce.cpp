@@ -28,6 +28,7 @@ namespace {
 using namespace dtrain;
 using namespace dtrain::net;
 using dtrain_bench::parse_bytes;
+using dtrain_bench::parse_int;
 
 struct options {
   int rank = -1;
@@ -68,18 +69,6 @@ void usage(std::FILE* f) {
       "Rank 0 prints: size(B) count(elts) type time(us) algbw(GB/s) busbw(GB/s) #wrong,\n"
       "plus one CSV line per size; time = median over iterations of the slowest rank;\n"
       "bandwidths are fp32-equivalent (bytes of the fp32 input / time) whatever the codec.\n");
-}
-
-bool parse_int(std::string_view s, int lo, int hi, int& out) {
-  if (s.empty() || s.size() > 9) return false;
-  long v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  if (v < lo || v > hi) return false;
-  out = static_cast<int>(v);
-  return true;
 }
 
 // The checks a codec gets: exact (identity) or bit-identity plus an error bound.

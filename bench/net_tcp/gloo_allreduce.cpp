@@ -35,6 +35,7 @@
 namespace {
 
 using dtrain_bench::parse_bytes;
+using dtrain_bench::parse_int;
 
 struct options {
   int rank = -1;
@@ -67,18 +68,6 @@ void usage(std::FILE* f) {
       "                      (AllreduceHalvingDoubling)\n"
       "Rank 0 prints: size(B) count(elts) type time(us) algbw(GB/s) busbw(GB/s) #wrong,\n"
       "plus one CSV line per size; time = median over iterations of the slowest rank.\n");
-}
-
-bool parse_int(std::string_view s, int lo, int hi, int& out) {
-  if (s.empty() || s.size() > 9) return false;
-  long v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  if (v < lo || v > hi) return false;
-  out = static_cast<int>(v);
-  return true;
 }
 
 // Returns false (after printing why) on any malformed or missing argument.

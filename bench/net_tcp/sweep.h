@@ -44,6 +44,19 @@ inline std::optional<std::size_t> parse_bytes(std::string_view s) {
 
 // The sizes of a sweep: min, min*factor, ... while <= max, each rounded down to a whole
 // number of fp32 elements and at least one element. Precondition: factor >= 2, min <= max.
+/// A decimal integer in [lo, hi] (at most 9 digits, no sign); false otherwise.
+inline bool parse_int(std::string_view s, int lo, int hi, int& out) {
+  if (s.empty() || s.size() > 9) return false;
+  long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < lo || v > hi) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
 /// The checks both drivers make on the flags they share; prints why and returns false.
 inline bool check_common_args(int rank, int size, const std::string& store, std::size_t factor,
                               std::size_t min_bytes, std::size_t max_bytes) {
