@@ -109,6 +109,14 @@ std::string to_base64(const proof& p) {
 result<proof> proof_from_base64(std::string_view text, std::size_t k) {
   if (k == 0 || k > prime)
     return invalid_argument("proof_from_base64: k = " + std::to_string(k) + " is outside [1, 65497]");
+  // Checked here first: libsodium 1.0.18 (Debian 12) maps some bytes >= 0x80 to alphabet
+  // characters (0x8d decodes as '/'), found by toploc_proof_fuzz.
+  for (const char ch : text) {
+    const auto u = static_cast<unsigned char>(ch);
+    const bool alphabet = (u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || u == '+' ||
+                          u == '/' || u == '=';
+    if (!alphabet) return data_loss("toploc proof: not valid standard base64 with padding (byte " + std::to_string(u) + ")");
+  }
   std::vector<std::byte> bytes(text.size() / 4 * 3 + 3);
   std::size_t len = 0;
   const char* end = nullptr;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dtrain/core/bytes.h"
+#include "common/hex.h"
 
 using namespace dtrain;
 using namespace dtrain::membership;
@@ -38,15 +39,6 @@ view sample_view() {
   return v;
 }
 
-std::string hex(std::span<const std::byte> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += d[static_cast<unsigned>(x) >> 4];
-    s += d[static_cast<unsigned>(x) & 15];
-  }
-  return s;
-}
 
 // A frame with an arbitrary body, correctly signed: for bodies the encoder refuses.
 std::vector<std::byte> raw_frame(message_type t, const std::vector<std::byte>& body, const identity& id) {
@@ -144,7 +136,7 @@ TEST_CASE("messages: frozen vector (docs/formats/membership_messages.md)") {
   put<std::uint64_t>(expect_head, 5);
   CHECK(std::vector<std::byte>(frame->begin(), frame->begin() + 92) == expect_head);
   CHECK(id.id().hex() == "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
-  CHECK(hex(*frame) ==
+  CHECK(dtrain::test::to_hex(*frame) ==
         "44544d42010400000800000003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         "0700000000000000"

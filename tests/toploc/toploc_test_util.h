@@ -12,8 +12,12 @@
 #include "dtrain/core/dtype.h"
 #include "dtrain/core/rng.h"
 #include "toploc/json_lite.h"
+#include "common/hex.h"
 
 namespace dtrain::toploc::test {
+
+using dtrain::test::from_hex;
+using dtrain::test::to_hex;
 
 /// ../shared/vectors/toploc.json, read through the in-tree copy (tests/toploc/data) so the
 /// suite runs without ../shared; when ../shared is there the two must be identical.
@@ -28,22 +32,7 @@ inline const dtrain::test::json& vectors() {
   return v;
 }
 
-inline std::vector<std::byte> from_hex(const std::string& hex) {
-  std::vector<std::byte> out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
-    out.push_back(static_cast<std::byte>(std::stoul(hex.substr(i, 2), nullptr, 16)));
-  return out;
-}
 
-inline std::string to_hex(std::span<const std::byte> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (std::byte b : bytes) {
-    s += digits[std::to_integer<unsigned>(b) >> 4];
-    s += digits[std::to_integer<unsigned>(b) & 15];
-  }
-  return s;
-}
 
 /// A string of 4-hex-digit groups as 16-bit patterns.
 inline std::vector<std::uint16_t> bits_from_hex(const std::string& hex) {

@@ -1,5 +1,6 @@
 // Ed25519 identities: RFC 8032 known answers, determinism, tamper rejection.
-#include "dtrain/membership/identity.h"
+#include "dtrain/crypto/identity.h"
+#include "common/hex.h"
 
 #include <catch2/catch.hpp>
 
@@ -7,23 +8,13 @@
 #include <vector>
 
 using namespace dtrain;
-using namespace dtrain::membership;
+using namespace dtrain::crypto;
+
+using dtrain::test::bytes_of;
+using dtrain::test::from_hex;
+using dtrain::test::to_hex;
 
 namespace {
-std::vector<std::byte> from_hex(const std::string& h) {
-  std::vector<std::byte> out(h.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>(std::stoul(h.substr(2 * i, 2), nullptr, 16));
-  return out;
-}
-std::string to_hex(std::span<const std::byte> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += d[static_cast<unsigned>(x) >> 4];
-    s += d[static_cast<unsigned>(x) & 15];
-  }
-  return s;
-}
 }  // namespace
 
 TEST_CASE("identity: RFC 8032 Ed25519 test vectors 1 and 2") {

@@ -1,22 +1,17 @@
 // Ed25519 identities over libsodium.
-#include "dtrain/membership/identity.h"
+#include "dtrain/crypto/identity.h"
 
 #include <sodium.h>
 
-#include <mutex>
+#include "sodium_init.h"
 
-namespace dtrain::membership {
+namespace dtrain::crypto {
 namespace {
 
 static_assert(crypto_sign_PUBLICKEYBYTES == 32 && crypto_sign_SECRETKEYBYTES == 64 &&
               crypto_sign_BYTES == 64 && crypto_sign_SEEDBYTES == 32);
 
-// sodium_init() is itself thread-safe and idempotent, but call_once keeps the failure
-// check in one place. It fails only when the OS gives no entropy source.
-void ensure_sodium() {
-  static std::once_flag once;
-  std::call_once(once, [] { DTRAIN_ASSERT(sodium_init() >= 0 && "libsodium failed to initialise"); });
-}
+using detail::ensure_sodium;
 
 auto u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
 auto u8(const std::byte* p) { return reinterpret_cast<const unsigned char*>(p); }
@@ -79,4 +74,4 @@ void random_bytes(std::span<std::byte> out) noexcept {
   randombytes_buf(out.data(), out.size());
 }
 
-}  // namespace dtrain::membership
+}  // namespace dtrain::crypto
