@@ -196,7 +196,10 @@ TEST_CASE("allgather: peers passing different block sizes fail without hanging",
   inproc_fabric f(n);
   std::vector<status> st(n);
   auto o = quick(64);
-  o.timeout = 100ms;
+  // Rank 0 waits out the whole timeout (its relayed block never comes); ranks 1 and 2 must
+  // see the size mismatch before it, even under ASan on a loaded machine (100 ms was not
+  // always enough there: rank 2 then reported deadline_exceeded).
+  o.timeout = 2s;
   run_peers(f, [&](rank_t r, transport& t) {
     const std::size_t b = r == 1 ? 120 : 100;
     std::vector<std::byte> out(n * b);
