@@ -60,3 +60,8 @@ if(NOT TARGET dtrain_deps::isal)
     IMPORTED_LOCATION "${DTRAIN_ISAL_LIBRARY}"
     INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ISAL_INCLUDE_DIR}")
 endif()
+
+# libcurl: HTTP range requests of the shard distribution (origin, relays, clients).
+if(NOT TARGET CURL::libcurl)
+  find_package(CURL 7.68 REQUIRED)
+endif()
