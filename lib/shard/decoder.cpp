@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "dtrain/crypto/constant_time.h"
+#include "dtrain/shard/delta.h"
 
 namespace dtrain::shard {
 
@@ -14,19 +15,32 @@ result<decoder> decoder::create(const manifest& man, std::span<std::byte> out) {
   if (out.size() != man.total_size)
     return invalid_argument("decoder: the output holds " + std::to_string(out.size()) + " bytes, the checkpoint " +
                             std::to_string(man.total_size));
-  return make(man, out, nullptr);
+  return make(man, out, nullptr, std::nullopt);
 }
 
 result<decoder> decoder::create(const manifest& man, write_fn write) {
   if (!write) return invalid_argument("decoder: empty write function");
-  return make(man, {}, std::move(write));
+  return make(man, {}, std::move(write), std::nullopt);
 }
 
-result<decoder> decoder::make(const manifest& man, std::span<std::byte> out, write_fn write) {
+result<decoder> decoder::create(const manifest& man, std::span<std::byte> out, std::span<const std::byte> base) {
+  if (out.size() != man.total_size)
+    return invalid_argument("decoder: the output holds " + std::to_string(out.size()) + " bytes, the checkpoint " +
+                            std::to_string(man.total_size));
+  return make(man, out, nullptr, base);
+}
+
+result<decoder> decoder::create(const manifest& man, write_fn write, std::span<const std::byte> base) {
+  if (!write) return invalid_argument("decoder: empty write function");
+  return make(man, {}, std::move(write), base);
+}
+
+result<decoder> decoder::make(const manifest& man, std::span<std::byte> out, write_fn write,
+                              std::optional<std::span<const std::byte>> base) {
   if (auto st = check_manifest(man); !st.ok()) return invalid_argument("decoder: " + st.message());
-  if (man.delta != delta_codec::none)
-    return unimplemented("decoder: delta-coded manifests (codec " + std::to_string(static_cast<int>(man.delta)) +
-                         ", base version " + std::to_string(man.delta_base) + ") are not supported yet");
+  if (man.delta != delta_codec::none && !base)
+    return failed_precondition("decoder: the manifest is delta-coded against version " +
+                               std::to_string(man.delta_base) + ": create the decoder with that version's bytes");
   auto layout = manifest_stripes(man);
   if (!layout.ok()) return invalid_argument("decoder: " + layout.status().message());
   decoder d;
@@ -39,6 +53,7 @@ result<decoder> decoder::make(const manifest& man, std::span<std::byte> out, wri
   }
   d.out_ = out;
   d.write_ = std::move(write);
+  if (man.delta != delta_codec::none) d.base_ = *base;
   d.have_.assign(man.total_chunks(), 0);
   d.kept_.resize(d.layout_.m > 0 ? man.total_chunks() : 0);
   d.stripe_held_.resize(d.layout_.stripes());
@@ -59,6 +74,19 @@ status decoder::write(std::size_t data_index, std::span<const std::byte> bytes) 
   if (write_) return write_(c.offset, bytes);
   std::memcpy(out_.data() + c.offset, bytes.data(), bytes.size());
   return {};
+}
+
+result<std::span<const std::byte>> decoder::plain(std::size_t i, std::span<const std::byte> wire) {
+  if (!man_.delta_coded(i)) return wire;
+  const data_chunk_entry& c = man_.chunks[i];
+  scratch_.resize(static_cast<std::size_t>(c.length));
+  if (auto st = delta_decode_chunk(wire, base_, c.offset, scratch_); !st.ok())
+    return data_loss("chunk " + std::to_string(i) + ": " + st.message() + "; nothing written");
+  if (!crypto::constant_time_equal(hash_chunk(man_.algo, scratch_), c.digest))
+    return data_loss("chunk " + std::to_string(i) + " passes its wire digest but decodes against base version " +
+                     std::to_string(man_.delta_base) +
+                     " to bytes that fail its plain digest (the wrong base?); nothing written");
+  return std::span<const std::byte>(scratch_);
 }
 
 status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> bytes) {
@@ -83,7 +111,9 @@ status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> by
     return {};
   }
   if (chunk_index < man_.chunks.size()) {
-    DTRAIN_RETURN_IF_ERROR(write(chunk_index, bytes));
+    auto decoded = plain(chunk_index, bytes);
+    if (!decoded.ok()) return std::move(decoded).status();
+    DTRAIN_RETURN_IF_ERROR(write(chunk_index, *decoded));
     have_[chunk_index] = 1;
     --data_left_;
     if (!coded || stripe_done_[s] != 0) return {};
@@ -98,7 +128,7 @@ status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> by
       for (std::size_t i = first; i < first + count; ++i) std::vector<std::byte>().swap(kept_[i]);
       return {};
     }
-    if (write_) kept_[chunk_index].assign(bytes.begin(), bytes.end());
+    if (keep_wire(chunk_index)) kept_[chunk_index].assign(bytes.begin(), bytes.end());
     return try_rebuild(s);
   }
   // A parity chunk: only useful while its stripe is incomplete.
@@ -144,9 +174,9 @@ status decoder::try_rebuild(std::size_t s) {
       src = kept_[layout_.parity_index(s, local - k)];
     } else if (local < count) {
       const data_chunk_entry& c = man_.chunks[first + local];
-      src = write_ ? std::span<const std::byte>(kept_[first + local])
-                   : std::span<const std::byte>(out_.subspan(static_cast<std::size_t>(c.offset),
-                                                             static_cast<std::size_t>(c.length)));
+      src = keep_wire(first + local) ? std::span<const std::byte>(kept_[first + local])
+                                     : std::span<const std::byte>(out_.subspan(static_cast<std::size_t>(c.offset),
+                                                                               static_cast<std::size_t>(c.length)));
     }
     if (!src.empty()) std::memcpy(dst, src.data(), src.size());
     in[p] = std::span<const std::byte>(dst, len);
@@ -157,20 +187,33 @@ status decoder::try_rebuild(std::size_t s) {
   // Verify every rebuilt chunk (digest of its real length, zero padding) before writing.
   for (std::size_t j = 0; j < missing.size(); ++j) {
     const std::size_t idx = first + missing[j];
-    const std::size_t clen = static_cast<std::size_t>(man_.chunks[idx].length);
+    const std::size_t clen = static_cast<std::size_t>(man_.chunk_length(idx));
     const auto rebuilt = out[j].first(clen);
     const bool pad_zero = std::all_of(out[j].begin() + static_cast<std::ptrdiff_t>(clen), out[j].end(),
                                       [](std::byte b) { return b == std::byte{0}; });
-    if (!pad_zero || !crypto::constant_time_equal(hash_chunk(man_.algo, rebuilt), man_.chunks[idx].digest)) {
+    if (!pad_zero || !crypto::constant_time_equal(hash_chunk(man_.algo, rebuilt), man_.digest(idx))) {
       stripe_bad_[s] = 1;  // never rebuild this stripe again: only its data chunks complete it
       return data_loss("stripe " + std::to_string(s) + ": parity rebuilds chunk " + std::to_string(idx) +
                        " with the wrong digest (the manifest's parity is inconsistent with its data); nothing "
                        "written, fetch the data chunks themselves");
     }
   }
+  // Delta-coded chunks are decoded (and checked against their plain digests) before any
+  // of the stripe's chunks is written: a wrong base writes nothing.
+  std::vector<std::vector<std::byte>> decoded(missing.size());
   for (std::size_t j = 0; j < missing.size(); ++j) {
     const std::size_t idx = first + missing[j];
-    DTRAIN_RETURN_IF_ERROR(write(idx, out[j].first(static_cast<std::size_t>(man_.chunks[idx].length))));
+    if (!man_.delta_coded(idx)) continue;
+    auto p = plain(idx, out[j].first(static_cast<std::size_t>(man_.chunk_length(idx))));
+    if (!p.ok()) return std::move(p).status();
+    decoded[j].assign(p->begin(), p->end());
+  }
+  for (std::size_t j = 0; j < missing.size(); ++j) {
+    const std::size_t idx = first + missing[j];
+    const auto bytes = man_.delta_coded(idx) ? std::span<const std::byte>(decoded[j])
+                                             : std::span<const std::byte>(out[j].first(
+                                                   static_cast<std::size_t>(man_.chunk_length(idx))));
+    DTRAIN_RETURN_IF_ERROR(write(idx, bytes));
     have_[idx] = 1;
     --data_left_;
   }

@@ -17,10 +17,12 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
                                        std::vector<tensor_entry> tensors, const encode_options& opts) {
   if (!is_known_hash_algo(static_cast<std::uint8_t>(opts.algo)))
     return invalid_argument("encode: unknown hash algorithm " + std::to_string(static_cast<int>(opts.algo)));
-  std::vector<std::uint64_t> lengths(plan.size());
-  for (std::size_t i = 0; i < plan.size(); ++i) lengths[i] = plan[i].length;
-  auto layout = plan_stripes(lengths, opts.k, opts.m);
-  if (!layout.ok()) return std::move(layout).status();
+  if (opts.delta_base) {
+    if (opts.delta_base->version == 0 || opts.delta_base->version >= opts.version)
+      return invalid_argument("encode: delta base version " + std::to_string(opts.delta_base->version) +
+                              " is not in 1.." + std::to_string(opts.version) + " - 1");
+    DTRAIN_RETURN_IF_ERROR(check_zstd_level(opts.zstd_level));
+  }
 
   encoded_checkpoint out;
   manifest& man = out.man;
@@ -29,8 +31,6 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
   man.total_size = bytes.size();
   man.chunk_size = opts.chunk_size;
   man.algo = opts.algo;
-  man.k = static_cast<std::uint8_t>(layout->k);
-  man.m = static_cast<std::uint8_t>(layout->m);
   man.tensors = std::move(tensors);
 
   out.data_chunks.reserve(plan.size());
@@ -40,6 +40,34 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
     out.data_chunks.push_back(view);
     man.chunks.push_back({c.offset, c.length, hash_chunk(opts.algo, view)});
   }
+  if (opts.delta_base) {
+    man.delta = delta_codec::xor_zstd;
+    man.delta_base = opts.delta_base->version;
+    out.coded_chunks.resize(plan.size());
+    man.delta_chunks.resize(plan.size());
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      auto coded = delta_encode_chunk(out.data_chunks[i], opts.delta_base->bytes, plan[i].offset, opts.zstd_level);
+      if (!coded.ok()) return std::move(coded).status();
+      delta_chunk_entry& d = man.delta_chunks[i];
+      if (coded->has_value()) {
+        out.coded_chunks[i] = std::move(**coded);
+        d.encoding = chunk_encoding::xor_zstd;
+        d.wire_length = out.coded_chunks[i].size();
+        d.wire_digest = hash_chunk(opts.algo, out.coded_chunks[i]);
+      } else {
+        d.encoding = chunk_encoding::raw;
+        d.wire_length = man.chunks[i].length;
+        d.wire_digest = man.chunks[i].digest;
+      }
+    }
+  }
+  // Stripes over the lengths that travel: parity protects the bytes a receiver fetches.
+  std::vector<std::uint64_t> lengths(plan.size());
+  for (std::size_t i = 0; i < plan.size(); ++i) lengths[i] = man.chunk_length(i);
+  auto layout = plan_stripes(lengths, opts.k, opts.m);
+  if (!layout.ok()) return std::move(layout).status();
+  man.k = static_cast<std::uint8_t>(layout->k);
+  man.m = static_cast<std::uint8_t>(layout->m);
 
   if (layout->m > 0) {
     auto code = rs_code::create(layout->k, layout->m);
@@ -57,17 +85,17 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
       const std::size_t first = layout->stripe_first(s);
       const std::size_t count = layout->stripe_data_count(s);
       std::size_t short_chunks = k - count;
-      for (std::size_t i = 0; i < count; ++i) short_chunks += out.data_chunks[first + i].size() < len ? 1 : 0;
+      for (std::size_t i = 0; i < count; ++i) short_chunks += out.chunk(first + i).size() < len ? 1 : 0;
       scratch.assign(short_chunks * len, std::byte{0});
       std::size_t used = 0;
       for (std::size_t i = 0; i < k; ++i) {
-        if (i < count && out.data_chunks[first + i].size() == len) {
-          data[i] = out.data_chunks[first + i];
+        if (i < count && out.chunk(first + i).size() == len) {
+          data[i] = out.chunk(first + i);
           continue;
         }
         std::byte* dst = scratch.data() + used * len;
-        if (i < count && !out.data_chunks[first + i].empty())
-          std::memcpy(dst, out.data_chunks[first + i].data(), out.data_chunks[first + i].size());
+        if (i < count && !out.chunk(first + i).empty())
+          std::memcpy(dst, out.chunk(first + i).data(), out.chunk(first + i).size());
         data[i] = std::span<const std::byte>(dst, len);
         ++used;
       }

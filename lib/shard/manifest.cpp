@@ -18,6 +18,8 @@ namespace {
 // Fixed sizes of the format (the tables of docs/formats/shard_manifest.md).
 constexpr std::size_t tensor_min_bytes = 2 + 1 + 1 + 8 + 8;  // empty name and dtype, rank 0
 constexpr std::size_t chunk_entry_bytes = 8 + 8 + 32;
+// Format 2's data chunk entry: the v1 entry, then u8 encoding, u64 wire length, wire digest.
+constexpr std::size_t delta_chunk_entry_bytes = chunk_entry_bytes + 1 + 8 + 32;
 constexpr std::size_t max_name_bytes = 65535;
 constexpr std::size_t max_dtype_bytes = 255;
 constexpr std::size_t max_rank = 255;
@@ -80,6 +82,10 @@ std::string problem(const manifest& m) {
     return "delta base version " + str(m.delta_base) + " with delta codec " + str(static_cast<std::uint8_t>(m.delta));
   if (m.delta_base != 0 && m.delta_base >= m.version)
     return "delta base version " + str(m.delta_base) + " is not older than version " + str(m.version);
+  if (m.delta == delta_codec::none && !m.delta_chunks.empty())
+    return str(m.delta_chunks.size()) + " delta chunk entries without a delta codec";
+  if (m.delta != delta_codec::none && m.delta_chunks.size() != m.chunks.size())
+    return str(m.delta_chunks.size()) + " delta chunk entries for " + str(m.chunks.size()) + " data chunks";
   if (m.chunk_size == 0) return "chunk size 0";
   if (m.tensors.size() > std::numeric_limits<std::uint32_t>::max()) return "more than 2^32 - 1 tensors";
   if (m.total_chunks() > max_chunks) return "more than 2^32 - 1 chunks";
@@ -118,10 +124,24 @@ std::string problem(const manifest& m) {
   if (at != m.total_size)
     return "chunks end at " + str(at) + ", the checkpoint has " + str(m.total_size) + " bytes (a gap at the end)";
 
+  // Wire forms of a delta-coded manifest's data chunks.
+  for (std::size_t i = 0; i < m.delta_chunks.size(); ++i) {
+    const delta_chunk_entry& d = m.delta_chunks[i];
+    const data_chunk_entry& c = m.chunks[i];
+    if (d.encoding == chunk_encoding::raw) {
+      if (d.wire_length != c.length || d.wire_digest != c.digest)
+        return "chunk " + str(i) + " travels raw, but its wire length or digest differs from the chunk's";
+    } else if (d.encoding == chunk_encoding::xor_zstd) {
+      if (d.wire_length == 0 || d.wire_length >= c.length)
+        return "chunk " + str(i) + " is delta-coded into " + str(d.wire_length) + " bytes, outside 1.." +
+               str(c.length - 1) + " (a delta-coded chunk is smaller than the chunk)";
+    } else {
+      return "chunk " + str(i) + " has unknown encoding " + str(static_cast<std::uint8_t>(d.encoding));
+    }
+  }
+
   // Parity table: m entries per stripe, each of the stripe's length.
-  std::vector<std::uint64_t> lengths(m.chunks.size());
-  for (std::size_t i = 0; i < m.chunks.size(); ++i) lengths[i] = m.chunks[i].length;
-  auto layout = plan_stripes(lengths, m.k, m.m);
+  auto layout = manifest_stripes(m);
   if (!layout.ok()) return layout.status().message();
   if (m.parity.size() != layout->parity_chunks())
     return str(m.parity.size()) + " parity chunks, but " + str(m.chunks.size()) + " data chunks with k = " + str(m.k) +
@@ -138,7 +158,8 @@ std::string problem(const manifest& m) {
   if (m.algo == hash_algo::xxh3_128) {
     for (std::size_t i = 0; i < m.total_chunks(); ++i)
       for (std::size_t b = 16; b < 32; ++b)
-        if (m.digest(i)[b] != std::byte{0}) return "chunk " + str(i) + ": an XXH3-128 digest with non-zero bytes 16..31";
+        if (m.digest(i)[b] != std::byte{0} || (i < m.chunks.size() && m.chunks[i].digest[b] != std::byte{0}))
+          return "chunk " + str(i) + ": an XXH3-128 digest with non-zero bytes 16..31";
   }
   const chunk_digest root = manifest_merkle_root(m);
   if (!crypto::constant_time_equal(root, m.merkle_root)) return "the Merkle root does not match the chunk digests";
@@ -150,14 +171,13 @@ std::string problem(const manifest& m) {
 chunk_digest manifest_merkle_root(const manifest& m) {
   std::vector<chunk_digest> leaves;
   leaves.reserve(m.total_chunks());
-  for (const auto& c : m.chunks) leaves.push_back(c.digest);
-  for (const auto& p : m.parity) leaves.push_back(p.digest);
+  for (std::size_t i = 0; i < m.total_chunks(); ++i) leaves.push_back(m.digest(i));
   return merkle_root(leaves);
 }
 
 result<stripe_layout> manifest_stripes(const manifest& m) {
   std::vector<std::uint64_t> lengths(m.chunks.size());
-  for (std::size_t i = 0; i < m.chunks.size(); ++i) lengths[i] = m.chunks[i].length;
+  for (std::size_t i = 0; i < m.chunks.size(); ++i) lengths[i] = m.chunk_length(i);
   return plan_stripes(lengths, m.k, m.m);
 }
 
@@ -169,14 +189,18 @@ status check_manifest(const manifest& m) {
 result<std::vector<std::byte>> sign_manifest(const manifest& m, const crypto::identity& origin) {
   if (auto why = problem(m); !why.empty()) return invalid_argument("sign_manifest: " + why);
 
-  std::size_t body = manifest_header_bytes + (m.chunks.size() + m.parity.size()) * chunk_entry_bytes + 64;
+  const bool delta = m.delta != delta_codec::none;
+  const std::uint16_t format = delta ? manifest_format_version_delta : manifest_format_version;
+  const std::size_t data_entry = delta ? delta_chunk_entry_bytes : chunk_entry_bytes;
+  std::size_t body = manifest_header_bytes + m.chunks.size() * data_entry + m.parity.size() * chunk_entry_bytes + 64;
   for (const auto& t : m.tensors) body += tensor_min_bytes + t.name.size() + t.dtype.size() + 8 * t.shape.size();
-  const std::size_t ctx = manifest_signing_context.size();
+  const std::string_view context = manifest_signing_context_for(format);
+  const std::size_t ctx = context.size();
   std::vector<std::byte> buf(ctx + body + 64);
-  std::memcpy(buf.data(), manifest_signing_context.data(), ctx);
+  std::memcpy(buf.data(), context.data(), ctx);
   byte_writer w{std::span(buf).subspan(ctx, body)};
   w.put<std::uint32_t>(manifest_magic);
-  w.put<std::uint16_t>(manifest_format_version);
+  w.put<std::uint16_t>(format);
   w.put<std::uint8_t>(static_cast<std::uint8_t>(m.algo));
   w.put<std::uint8_t>(static_cast<std::uint8_t>(m.delta));
   w.put<std::uint8_t>(m.k);
@@ -201,10 +225,17 @@ result<std::vector<std::byte>> sign_manifest(const manifest& m, const crypto::id
     w.put<std::uint64_t>(t.offset);
     w.put<std::uint64_t>(t.size);
   }
-  for (const auto& c : m.chunks) {
+  for (std::size_t i = 0; i < m.chunks.size(); ++i) {
+    const data_chunk_entry& c = m.chunks[i];
     w.put<std::uint64_t>(c.offset);
     w.put<std::uint64_t>(c.length);
     w.put_bytes(c.digest);
+    if (delta) {
+      const delta_chunk_entry& d = m.delta_chunks[i];
+      w.put<std::uint8_t>(static_cast<std::uint8_t>(d.encoding));
+      w.put<std::uint64_t>(d.wire_length);
+      w.put_bytes(d.wire_digest);
+    }
   }
   for (const auto& p : m.parity) {
     w.put<std::uint64_t>(p.stripe);
@@ -230,9 +261,11 @@ result<manifest> open_manifest(std::span<const std::byte> bytes, std::span<const
     return data_loss("shard manifest truncated to " + str(bytes.size()) + " bytes, inside the format version");
   const auto format = load_le<std::uint16_t>(bytes.data() + 4);
   if (format == 0) return data_loss("shard manifest format version 0 is invalid");
-  if (format > manifest_format_version)
+  if (format > manifest_format_version_delta)
     return unimplemented("shard manifest format version " + str(format) + " is newer than this build reads (" +
-                         str(manifest_format_version) + ")");
+                         str(manifest_format_version_delta) + ")");
+  const bool delta_format = format == manifest_format_version_delta;
+  const std::uint64_t data_entry = delta_format ? delta_chunk_entry_bytes : chunk_entry_bytes;
   if (bytes.size() < manifest_header_bytes + manifest_trailer_bytes)
     return data_loss("shard manifest truncated: " + str(bytes.size()) + " bytes, the header and trailer alone take " +
                      str(manifest_header_bytes + manifest_trailer_bytes));
@@ -256,10 +289,14 @@ result<manifest> open_manifest(std::span<const std::byte> bytes, std::span<const
   const std::uint32_t parity_count = r.get<std::uint32_t>();
   DTRAIN_ASSERT(r.ok() && r.position() == manifest_header_bytes);
   if (reserved != 0) return data_loss("shard manifest: reserved header bytes 10..11 are not zero");
+  if (delta_format != (m.delta != delta_codec::none))
+    return data_loss("shard manifest: format version " + str(format) + " with delta codec " +
+                     str(static_cast<std::uint8_t>(m.delta)) +
+                     " (version 2 is exactly the delta-coded manifests, version 1 the others)");
+  const std::uint64_t tables_bytes = std::uint64_t{chunk_count} * data_entry + std::uint64_t{parity_count} * chunk_entry_bytes;
 
   // Counts are u32, so these products fit 64 bits.
-  const std::uint64_t tables_min = std::uint64_t{tensor_count} * tensor_min_bytes +
-                                   (std::uint64_t{chunk_count} + parity_count) * chunk_entry_bytes;
+  const std::uint64_t tables_min = std::uint64_t{tensor_count} * tensor_min_bytes + tables_bytes;
   if (tables_min > r.remaining())
     return data_loss("shard manifest truncated: " + str(tensor_count) + " tensors, " + str(chunk_count) + " chunks and " +
                      str(parity_count) + " parity chunks need at least " + str(tables_min) + " bytes of tables, " +
@@ -284,19 +321,27 @@ result<manifest> open_manifest(std::span<const std::byte> bytes, std::span<const
     m.tensors.push_back(std::move(t));
   }
   // The tensor table's variable part may have eaten into the chunk tables' minimum.
-  if (!r.ok() || r.remaining() != (std::uint64_t{chunk_count} + parity_count) * chunk_entry_bytes)
-    return data_loss("shard manifest: the chunk tables take " +
-                     str((std::uint64_t{chunk_count} + parity_count) * chunk_entry_bytes) + " bytes, " +
+  if (!r.ok() || r.remaining() != tables_bytes)
+    return data_loss("shard manifest: the chunk tables take " + str(tables_bytes) + " bytes, " +
                      str(r.ok() ? r.remaining() : 0) + " remain before the trailer" +
-                     (r.ok() && r.remaining() > (std::uint64_t{chunk_count} + parity_count) * chunk_entry_bytes
+                     (r.ok() && r.remaining() > tables_bytes
                           ? " (trailing bytes)"
                           : " (truncated)"));
   m.chunks.resize(chunk_count);
-  for (auto& c : m.chunks) {
+  if (delta_format) m.delta_chunks.resize(chunk_count);
+  for (std::size_t i = 0; i < m.chunks.size(); ++i) {
+    data_chunk_entry& c = m.chunks[i];
     c.offset = r.get<std::uint64_t>();
     c.length = r.get<std::uint64_t>();
     const auto d = r.take(32);
     std::memcpy(c.digest.data(), d.data(), 32);
+    if (delta_format) {
+      delta_chunk_entry& e = m.delta_chunks[i];
+      e.encoding = static_cast<chunk_encoding>(r.get<std::uint8_t>());
+      e.wire_length = r.get<std::uint64_t>();
+      const auto wd = r.take(32);
+      std::memcpy(e.wire_digest.data(), wd.data(), 32);
+    }
   }
   m.parity.resize(parity_count);
   for (auto& p : m.parity) {
@@ -315,9 +360,10 @@ result<manifest> open_manifest(std::span<const std::byte> bytes, std::span<const
   crypto::signature sig;
   std::memcpy(sig.data(), bytes.data() + body, sig.size());
   {
-    const std::size_t ctx = manifest_signing_context.size();
+    const std::string_view context = manifest_signing_context_for(format);
+    const std::size_t ctx = context.size();
     std::vector<std::byte> msg(ctx + body);
-    std::memcpy(msg.data(), manifest_signing_context.data(), ctx);
+    std::memcpy(msg.data(), context.data(), ctx);
     std::memcpy(msg.data() + ctx, bytes.data(), body);
     if (!crypto::verify(m.origin, msg, sig))
       return denied("shard manifest signature does not verify under its origin key " + m.origin.short_hex());

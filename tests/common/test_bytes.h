@@ -3,6 +3,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -21,6 +26,16 @@ inline std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
   std::vector<std::byte> v(n);
   for (auto& b : v) b = static_cast<std::byte>(rng());
   return v;
+}
+
+/// The whole file, or nullopt when it cannot be opened.
+inline std::optional<std::vector<std::byte>> read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(c.size());
+  if (!c.empty()) std::memcpy(out.data(), c.data(), c.size());
+  return out;
 }
 
 }  // namespace dtrain::test

@@ -206,7 +206,20 @@ TEST_CASE("decoder: create errors, empty checkpoint") {
   delta.version = 5;
   delta.delta_base = 4;
   delta.delta = delta_codec::xor_zstd;
-  REQUIRE(decoder::create(delta, out).status().code() == status_code::unimplemented);
+  // Without its per-chunk wire table the manifest is inconsistent.
+  REQUIRE(decoder::create(delta, out).status().code() == status_code::invalid_argument);
+  // A consistent delta-coded manifest needs the base (delta_test.cpp decodes them).
+  delta.delta_chunks.resize(delta.chunks.size());
+  for (std::size_t i = 0; i < delta.chunks.size(); ++i)
+    delta.delta_chunks[i] = {chunk_encoding::raw, delta.chunks[i].length, delta.chunks[i].digest};
+  REQUIRE(check_manifest(delta).ok());
+  REQUIRE(decoder::create(delta, out).status().code() == status_code::failed_precondition);
+  REQUIRE(decoder::create(delta, [](std::uint64_t, std::span<const std::byte>) { return ok_status(); })
+              .status()
+              .code() == status_code::failed_precondition);
+  REQUIRE(decoder::create(delta, out, std::span<const std::byte>{}).ok());
+  // A base given to a plain manifest is ignored.
+  REQUIRE(decoder::create(enc.man, out, data).ok());
   REQUIRE(decoder::create(enc.man, decoder::write_fn{}).status().code() == status_code::invalid_argument);
 
   std::vector<std::byte> none;

@@ -17,23 +17,17 @@
 #include "dtrain/shard/decoder.h"
 #include "dtrain/shard/layout.h"
 #include "dtrain/shard/manifest.h"
+#include "common/test_bytes.h"
 #include "shard/nginx_util.h"
 
 using namespace dtrain;
 using namespace dtrain::shard;
 namespace fs = std::filesystem;
+using dtrain::test::read_bytes;
 using dtrain::test::temp_dir;
 
 namespace {
 
-std::optional<std::vector<std::byte>> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(c.size());
-  std::memcpy(out.data(), c.data(), c.size());
-  return out;
-}
 
 void write_text(const fs::path& p, const std::string& s) {
   fs::create_directories(p.parent_path());

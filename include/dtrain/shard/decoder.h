@@ -1,7 +1,10 @@
 // dtrain/shard/decoder.h: the streaming decoder. Fed chunks in any order (duplicates
 // welcome), it verifies each against an opened manifest before writing it at its
 // offset, and rebuilds a stripe's missing data chunks from parity as soon as any k of
-// its chunks are verified. Rules: docs/shard.md "Decoding".
+// its chunks are verified. A delta-coded manifest also needs the base version's bytes:
+// each delta-coded chunk is checked against its wire digest, decoded (delta.h) and checked
+// against its plain digest before it is written. Rules: docs/shard.md "Decoding",
+// "Delta coding".
 #pragma once
 
 #include <cstddef>
@@ -28,15 +31,29 @@ class decoder {
   /// A decoder writing into `out` (exactly man.total_size bytes, caller-owned, must
   /// outlive the decoder). `man` should come from open_manifest; it is copied.
   /// Errors: invalid_argument when out.size() != man.total_size or check_manifest(man)
-  /// fails; unimplemented for a delta-coded manifest (delta codec != none).
+  /// fails; failed_precondition for a delta-coded manifest (delta codec != none: use the
+  /// overloads taking the base).
   static result<decoder> create(const manifest& man, std::span<std::byte> out);
   /// The same, writing through `write` (a file, a mapped region, a socket). With m > 0
   /// the decoder keeps copies of the verified chunks of stripes still incomplete, so that
   /// it can rebuild them: up to one stripe's bytes per incomplete stripe.
   static result<decoder> create(const manifest& man, write_fn write);
+  /// Decoders for a manifest that may be delta-coded: `base` is the checkpoint bytes of
+  /// version man.delta_base (caller-owned, must outlive the decoder; ignored when the
+  /// manifest is not delta-coded). Which base it is cannot be checked up front: a wrong
+  /// base shows as data_loss from add_chunk on the first delta-coded chunk (its plain
+  /// digest). `out` may be the very buffer `base` views (same start: each chunk reads
+  /// only its own range of the base, before writing it), for an in-place update; no
+  /// other overlap. With m > 0, the delta-coded bytes of incomplete stripes are kept for
+  /// rebuilds (as write_fn does for every chunk).
+  /// Errors: as the two above (never failed_precondition).
+  static result<decoder> create(const manifest& man, std::span<std::byte> out, std::span<const std::byte> base);
+  static result<decoder> create(const manifest& man, write_fn write, std::span<const std::byte> base);
 
   /// Verifies chunk `chunk_index` (global order: data chunks, then parity, see
-  /// chunker.h) and, if it is a data chunk not yet written, writes it. Rebuilds the
+  /// chunker.h) as it travels (man.chunk_length, man.digest) and, if it is a data chunk
+  /// not yet written, writes it (delta-coded ones decoded and checked against their
+  /// plain digest first). Rebuilds the
   /// chunk's stripe once k of its chunks are verified (the rebuilt chunks are checked
   /// against their digests too). Adding a chunk already held (received or rebuilt)
   /// verifies it and returns ok without writing again.
@@ -44,7 +61,10 @@ class decoder {
   /// its length or digest does not match (nothing written: fetch it elsewhere); data_loss
   /// naming the stripe when parity rebuilds data that fails its digest (the origin signed
   /// inconsistent parity: the chunk just added is held, but the stripe is never rebuilt
-  /// again and completes only from its own data chunks); a write_fn error unchanged.
+  /// again and completes only from its own data chunks); data_loss naming the chunk when
+  /// a delta-coded chunk (received or rebuilt) does not decode to its plain digest (a
+  /// wrong base, or a bad frame signed by the origin: nothing written, the chunk is not
+  /// held); a write_fn error unchanged.
   status add_chunk(std::size_t chunk_index, std::span<const std::byte> bytes);
 
   /// True once every data chunk has been written (received or rebuilt).
@@ -62,8 +82,12 @@ class decoder {
 
  private:
   decoder() = default;
-  static result<decoder> make(const manifest& man, std::span<std::byte> out, write_fn write);
+  static result<decoder> make(const manifest& man, std::span<std::byte> out, write_fn write,
+                              std::optional<std::span<const std::byte>> base);
   status write(std::size_t data_index, std::span<const std::byte> bytes);
+  // Wire bytes of data chunk i (verified) -> its plain bytes (into scratch_ unless raw).
+  result<std::span<const std::byte>> plain(std::size_t data_index, std::span<const std::byte> wire);
+  bool keep_wire(std::size_t data_index) const noexcept { return write_ != nullptr || man_.delta_coded(data_index); }
   std::size_t stripe_of(std::size_t i) const noexcept;
   status try_rebuild(std::size_t stripe);
 
@@ -72,6 +96,8 @@ class decoder {
   std::optional<rs_code> code_;
   std::span<std::byte> out_;
   write_fn write_;
+  std::span<const std::byte> base_;
+  std::vector<std::byte> scratch_;           // a decoded delta chunk
   std::vector<std::uint8_t> have_;           // per global chunk
   std::vector<std::size_t> stripe_held_;     // chunks held per stripe, virtual zero chunks included
   std::vector<std::uint8_t> stripe_done_;    // every data chunk of the stripe written
