@@ -47,3 +47,35 @@ if(NOT TARGET dtrain_deps::asio)
     INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ASIO_INCLUDE_DIR}"
     INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED")
 endif()
+
+# ISA-L: Reed-Solomon erasure coding (shard layer). Used only inside dtrain's .cpp files.
+if(NOT TARGET dtrain_deps::isal)
+  find_path(DTRAIN_ISAL_INCLUDE_DIR isa-l/erasure_code.h)
+  find_library(DTRAIN_ISAL_LIBRARY NAMES isal)
+  if(NOT DTRAIN_ISAL_INCLUDE_DIR OR NOT DTRAIN_ISAL_LIBRARY)
+    message(FATAL_ERROR "dtrain needs ISA-L (Debian: apt-get install libisal-dev)")
+  endif()
+  add_library(dtrain_deps::isal UNKNOWN IMPORTED)
+  set_target_properties(dtrain_deps::isal PROPERTIES
+    IMPORTED_LOCATION "${DTRAIN_ISAL_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ISAL_INCLUDE_DIR}")
+endif()
+
+# zstd: delta coding of shard chunks against the previous version. Used only inside
+# dtrain's .cpp files.
+if(NOT TARGET dtrain_deps::zstd)
+  find_path(DTRAIN_ZSTD_INCLUDE_DIR zstd.h)
+  find_library(DTRAIN_ZSTD_LIBRARY NAMES zstd)
+  if(NOT DTRAIN_ZSTD_INCLUDE_DIR OR NOT DTRAIN_ZSTD_LIBRARY)
+    message(FATAL_ERROR "dtrain needs zstd (Debian: apt-get install libzstd-dev)")
+  endif()
+  add_library(dtrain_deps::zstd UNKNOWN IMPORTED)
+  set_target_properties(dtrain_deps::zstd PROPERTIES
+    IMPORTED_LOCATION "${DTRAIN_ZSTD_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ZSTD_INCLUDE_DIR}")
+endif()
+
+# libcurl: HTTP range requests of the shard distribution (origin, relays, clients).
+if(NOT TARGET CURL::libcurl)
+  find_package(CURL 7.68 REQUIRED)
+endif()

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config python3
       libeigen3-dev libsodium-dev libxxhash-dev catch2 libbenchmark-dev
       clang libclang-rt-14-dev gnuplot-nox
-      libasio-dev libgloo-dev iproute2)
+      libasio-dev libgloo-dev iproute2 libisal-dev
+      libcurl4-openssl-dev nginx-light curl libzstd-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@
 
 #include "dtrain/crypto/constant_time.h"
 #include "common/hex.h"
+#include "common/test_bytes.h"
 
 using namespace dtrain::crypto;
 
@@ -17,28 +18,19 @@ using dtrain::test::bytes_of;
 using dtrain::test::from_hex;
 using dtrain::test::to_hex;
 
-namespace {
-// Bytes (31·i + 7) mod 256: the message the expected digests below were computed over.
-std::vector<std::byte> pattern(std::size_t n) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 31 + 7) & 255);
-  return v;
-}
-}  // namespace
-
 TEST_CASE("blake2b_256: known answers") {
   // Computed independently with Python: hashlib.blake2b(msg, digest_size=32).hexdigest().
   CHECK(to_hex(blake2b_256({})) == "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
   CHECK(to_hex(blake2b_256(bytes_of("abc"))) == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319");
   // Past one 128-byte block, with a partial final block.
-  CHECK(to_hex(blake2b_256(pattern(1000))) == "5d0119acc3b3fb1d1e878b458ef4140eee7d2ecaec6cdbe8a095b6c2da4b06b7");
+  CHECK(to_hex(blake2b_256(dtrain::test::pattern_bytes(1000))) == "5d0119acc3b3fb1d1e878b458ef4140eee7d2ecaec6cdbe8a095b6c2da4b06b7");
 }
 
 TEST_CASE("blake2b_256: one-shot, chunked and byte-by-byte agree") {
   const std::size_t n = GENERATE(values<std::size_t>({0, 1, 127, 128, 129, 1000, 4096}));
   const std::size_t chunk = GENERATE(values<std::size_t>({1, 3, 64, 128, 200}));
   CAPTURE(n, chunk);
-  const auto msg = pattern(n);
+  const auto msg = dtrain::test::pattern_bytes(n);
   const digest256 one_shot = blake2b_256(msg);
 
   blake2b_256_state chunked;
@@ -52,7 +44,7 @@ TEST_CASE("blake2b_256: one-shot, chunked and byte-by-byte agree") {
 }
 
 TEST_CASE("blake2b_256_state: init restarts, copies fork the state, different inputs differ") {
-  const auto msg = pattern(300);
+  const auto msg = dtrain::test::pattern_bytes(300);
   blake2b_256_state h;
   h.update(bytes_of("garbage"));
   h.init();
@@ -72,7 +64,7 @@ TEST_CASE("blake2b_256_state: init restarts, copies fork the state, different in
 }
 
 TEST_CASE("constant_time_equal") {
-  const auto a = pattern(64);
+  const auto a = dtrain::test::pattern_bytes(64);
   auto b = a;
   CHECK(constant_time_equal(a, b));
   CHECK(constant_time_equal({}, {}));

@@ -1,0 +1,71 @@
+// dtrain/shard/origin.h: the origin publisher. Encodes and signs a checkpoint, writes
+// it as a complete version directory that appears with one rename, then moves `latest`,
+// then prunes old versions: any static HTTP server serving the root is an origin.
+// Layout: docs/formats/shard_layout.md; rules: docs/shard.md "Distribution".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+
+#include "dtrain/core/status.h"
+#include "dtrain/crypto/identity.h"
+#include "dtrain/shard/chunker.h"
+#include "dtrain/shard/encoder.h"
+
+namespace dtrain::shard {
+
+struct publisher_options {
+  std::filesystem::path root;  ///< created when missing; owned by this publisher alone
+  crypto::identity origin;     ///< signs every manifest
+  std::size_t keep_versions = 5;  ///< >= 1: version directories kept, the latest included
+  /// Chunking, hashing and erasure parameters. `version` is ignored (the publisher sets
+  /// it); created_unix 0 means "now" (the system clock).
+  encode_options encoding;
+};
+
+/// Publishes checkpoint versions into a directory. Movable; not thread-safe (one thread
+/// publishes), and a root must have one writer (publisher or relay) at a time. Readers
+/// (HTTP servers, clients) may read the root at any moment.
+class publisher {
+ public:
+  /// Creates root if needed, removes leftovers of interrupted publishes (".tmp-*"),
+  /// and reads `latest`.
+  /// Errors: invalid_argument for keep_versions 0 or an empty root; data_loss for a
+  /// malformed `latest`; unavailable on a filesystem error.
+  static result<publisher> create(publisher_options opts);
+
+  /// Publishes `checkpoint_bytes` as version max(latest, newest version directory) + 1.
+  /// Returns the version. Errors: as the explicit overload.
+  result<std::uint64_t> publish(std::span<const std::byte> checkpoint_bytes);
+  /// Publishes as `version`, which must be greater than every version present.
+  /// In order: encode and sign (nothing written when this fails); write
+  /// .tmp-v<version>-<random>/ (chunks, manifest, each fsynced, then the directories);
+  /// rename it to v<version>; replace `latest`; prune to keep_versions. A failure before
+  /// the rename leaves the root as it was; after it, v<version> exists and `latest` may
+  /// still name the previous version (publish the next version to move on).
+  /// Errors: invalid_argument for version 0 or bad encoding options; failed_precondition
+  /// when `version` is not above every version present; unavailable on a filesystem error.
+  result<std::uint64_t> publish(std::span<const std::byte> checkpoint_bytes, std::uint64_t version);
+  /// The same for contiguous named tensors (encode_tensors: chunk boundaries at big
+  /// tensors, the manifest carries the tensor table).
+  result<std::uint64_t> publish_tensors(std::span<const tensor_desc> tensors, std::span<const std::byte> bytes);
+  result<std::uint64_t> publish_tensors(std::span<const tensor_desc> tensors, std::span<const std::byte> bytes,
+                                        std::uint64_t version);
+
+  /// The version `latest` names (0 before the first publish).
+  std::uint64_t latest() const noexcept { return latest_; }
+  const std::filesystem::path& root() const noexcept { return opts_.root; }
+  const crypto::peer_id& origin_id() const noexcept { return opts_.origin.id(); }
+
+ private:
+  explicit publisher(publisher_options opts) : opts_(std::move(opts)) {}
+  result<std::uint64_t> next_version() const;
+  result<std::uint64_t> write(const encoded_checkpoint& enc, std::uint64_t version);
+
+  publisher_options opts_;
+  std::uint64_t latest_ = 0;
+};
+
+}  // namespace dtrain::shard

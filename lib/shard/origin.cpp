@@ -1,0 +1,103 @@
+// origin.cpp: the publisher: encode, sign, write a version directory through
+// version_writer (temp dir + rename), then `latest`, then prune.
+#include "dtrain/shard/origin.h"
+
+#include <algorithm>
+#include <ctime>
+#include <system_error>
+
+#include "dtrain/shard/layout.h"
+#include "dtrain/shard/manifest.h"
+
+namespace dtrain::shard {
+
+namespace fs = std::filesystem;
+
+result<publisher> publisher::create(publisher_options opts) {
+  if (opts.keep_versions == 0) return invalid_argument("publisher: keep_versions must be >= 1");
+  if (opts.root.empty()) return invalid_argument("publisher: empty root");
+  std::error_code ec;
+  fs::create_directories(opts.root, ec);
+  if (ec) return unavailable("publisher: create " + opts.root.string() + ": " + ec.message());
+  DTRAIN_RETURN_IF_ERROR(remove_stale_temps(opts.root));
+  auto latest = read_latest(opts.root);
+  if (!latest.ok()) return std::move(latest).status();
+  publisher p(std::move(opts));
+  p.latest_ = *latest;
+  return p;
+}
+
+result<std::uint64_t> publisher::next_version() const {
+  auto versions = list_versions(opts_.root);
+  if (!versions.ok()) return std::move(versions).status();
+  std::uint64_t top = latest_;
+  if (!versions->empty()) top = std::max(top, versions->back());
+  if (top == UINT64_MAX) return failed_precondition("publisher: version counter exhausted");
+  return top + 1;
+}
+
+result<std::uint64_t> publisher::publish(std::span<const std::byte> checkpoint_bytes) {
+  auto v = next_version();
+  if (!v.ok()) return std::move(v).status();
+  return publish(checkpoint_bytes, *v);
+}
+
+result<std::uint64_t> publisher::publish_tensors(std::span<const tensor_desc> tensors,
+                                                 std::span<const std::byte> bytes) {
+  auto v = next_version();
+  if (!v.ok()) return std::move(v).status();
+  return publish_tensors(tensors, bytes, *v);
+}
+
+namespace {
+
+encode_options options_for(const encode_options& base, std::uint64_t version) {
+  encode_options o = base;
+  o.version = version;
+  if (o.created_unix == 0) o.created_unix = static_cast<std::uint64_t>(std::time(nullptr));
+  return o;
+}
+
+}  // namespace
+
+result<std::uint64_t> publisher::publish(std::span<const std::byte> checkpoint_bytes, std::uint64_t version) {
+  if (version == 0) return invalid_argument("publisher: version 0");
+  auto enc = encode(checkpoint_bytes, options_for(opts_.encoding, version));
+  if (!enc.ok()) return std::move(enc).status();
+  return write(*enc, version);
+}
+
+result<std::uint64_t> publisher::publish_tensors(std::span<const tensor_desc> tensors,
+                                                 std::span<const std::byte> bytes, std::uint64_t version) {
+  if (version == 0) return invalid_argument("publisher: version 0");
+  auto enc = encode_tensors(tensors, bytes, options_for(opts_.encoding, version));
+  if (!enc.ok()) return std::move(enc).status();
+  return write(*enc, version);
+}
+
+result<std::uint64_t> publisher::write(const encoded_checkpoint& enc, std::uint64_t version) {
+  auto versions = list_versions(opts_.root);
+  if (!versions.ok()) return std::move(versions).status();
+  if (version <= latest_ || (!versions->empty() && version <= versions->back())) {
+    return failed_precondition("publisher: version " + std::to_string(version) +
+                               " is not above every version present (latest " + std::to_string(latest_) + ")");
+  }
+  auto signed_bytes = sign_manifest(enc.man, opts_.origin);
+  if (!signed_bytes.ok()) return std::move(signed_bytes).status();
+
+  auto w = version_writer::begin(opts_.root, version);
+  if (!w.ok()) return std::move(w).status();
+  for (std::size_t i = 0; i < enc.man.total_chunks(); ++i) {
+    DTRAIN_RETURN_IF_ERROR(w->write_chunk(i, enc.chunk(i)));
+  }
+  DTRAIN_RETURN_IF_ERROR(w->write_manifest(*signed_bytes));
+  DTRAIN_RETURN_IF_ERROR(w->commit());
+  DTRAIN_RETURN_IF_ERROR(write_latest(opts_.root, version));
+  latest_ = version;
+  // Only now, with `latest` moved, may old versions go.
+  auto pruned = prune_versions(opts_.root, opts_.keep_versions, latest_);
+  if (!pruned.ok()) return std::move(pruned).status();
+  return version;
+}
+
+}  // namespace dtrain::shard

@@ -1,0 +1,230 @@
+// The streaming decoder: round trips in any order with m = 0, RS(4,2) and RS(10,4),
+// random loss of up to m chunks per stripe (rebuilt from parity), corrupted chunks
+// rejected before any write and the good chunk accepted later, duplicates, the write
+// callback, missing_chunks, inconsistent parity, and one-shot == streaming.
+#include "dtrain/shard/decoder.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "dtrain/shard/encoder.h"
+#include "common/test_bytes.h"
+
+using namespace dtrain;
+using namespace dtrain::shard;
+
+using dtrain::test::random_bytes;
+
+namespace {
+
+
+encoded_checkpoint make(const std::vector<std::byte>& data, std::size_t k, std::size_t m, std::uint64_t chunk = 1000) {
+  encode_options opts;
+  opts.chunk_size = chunk;
+  opts.k = k;
+  opts.m = m;
+  return encode(data, opts).value();
+}
+
+}  // namespace
+
+TEST_CASE("decoder: round trip in random order with random losses") {
+  const auto [k, m] = GENERATE(table<std::size_t, std::size_t>({{1, 0}, {4, 0}, {4, 2}, {10, 4}, {3, 1}}));
+  const std::size_t n = GENERATE(values<std::size_t>({1, 999, 1000, 25000, 43210}));
+  const std::uint64_t seed = GENERATE(1u, 2u, 3u);
+  CAPTURE(k, m, n, seed);
+  const auto data = random_bytes(n, seed * 77 + n);
+  const auto enc = make(data, k, m);
+  auto layout = manifest_stripes(enc.man).value();
+  std::mt19937_64 rng(seed);
+
+  // Drop up to m chunks of every stripe (data or parity); keep every data chunk when m = 0.
+  std::vector<std::size_t> order;
+  if (m == 0) {
+    for (std::size_t i = 0; i < enc.man.total_chunks(); ++i) order.push_back(i);
+  } else {
+    for (std::size_t s = 0; s < layout.stripes(); ++s) {
+      std::vector<std::size_t> members;
+      for (std::size_t i = 0; i < layout.stripe_data_count(s); ++i) members.push_back(layout.stripe_first(s) + i);
+      for (std::size_t j = 0; j < m; ++j) members.push_back(layout.parity_index(s, j));
+      std::shuffle(members.begin(), members.end(), rng);
+      // A short stripe's virtual chunks count as held, so more may be lost there.
+      const std::size_t virtual_chunks = k - layout.stripe_data_count(s);
+      const std::size_t drop = rng() % (m + virtual_chunks + 1);
+      members.resize(members.size() - std::min(drop, members.size() - (k - virtual_chunks)));
+      order.insert(order.end(), members.begin(), members.end());
+    }
+  }
+  std::shuffle(order.begin(), order.end(), rng);
+
+  std::vector<std::byte> out(n);
+  auto dec = decoder::create(enc.man, out);
+  REQUIRE(dec.ok());
+  REQUIRE(!dec->complete());
+  for (std::size_t idx : order) REQUIRE(dec->add_chunk(idx, enc.chunk(idx)).ok());
+  REQUIRE(dec->complete());
+  REQUIRE(dec->missing_chunks().empty());
+  REQUIRE(out == data);
+}
+
+TEST_CASE("decoder: a corrupted chunk is rejected before writing, the good one accepted later") {
+  const auto data = random_bytes(10000, 4);
+  const auto enc = make(data, 4, 2);
+  std::vector<std::byte> out(data.size(), std::byte{0xee});
+  auto dec = decoder::create(enc.man, out).value();
+  for (std::size_t idx : {std::size_t{2}, std::size_t{10}}) {  // a data chunk and a parity chunk
+    std::vector<std::byte> bad(enc.chunk(idx).begin(), enc.chunk(idx).end());
+    bad[bad.size() / 2] ^= std::byte{0x40};
+    auto st = dec.add_chunk(idx, bad);
+    REQUIRE(st.code() == status_code::data_loss);
+    REQUIRE_THAT(st.message(), Catch::Contains("chunk " + std::to_string(idx) + " fails"));
+    REQUIRE(!dec.has_chunk(idx));
+  }
+  REQUIRE(std::all_of(out.begin(), out.end(), [](std::byte b) { return b == std::byte{0xee}; }));
+  // Wrong length.
+  auto st = dec.add_chunk(0, enc.chunk(0).first(10));
+  REQUIRE(st.code() == status_code::data_loss);
+  REQUIRE_THAT(st.message(), Catch::Contains("holds 10 bytes"));
+  REQUIRE(dec.add_chunk(dec.chunk_count(), enc.chunk(0)).code() == status_code::out_of_range);
+  for (std::size_t i = 0; i < enc.man.total_chunks(); ++i) REQUIRE(dec.add_chunk(i, enc.chunk(i)).ok());
+  REQUIRE(dec.complete());
+  REQUIRE(out == data);
+  // Duplicates after completion: verified, ignored.
+  REQUIRE(dec.add_chunk(3, enc.chunk(3)).ok());
+  std::vector<std::byte> bad(enc.chunk(3).begin(), enc.chunk(3).end());
+  bad[0] ^= std::byte{1};
+  REQUIRE(dec.add_chunk(3, bad).code() == status_code::data_loss);
+}
+
+TEST_CASE("decoder: rebuilds a stripe as soon as k of its chunks are verified") {
+  const auto data = random_bytes(4 * 1000 + 2 * 1000 + 500, 9);  // stripes: 4 chunks, 3 chunks (short)
+  const auto enc = make(data, 4, 2);
+  std::vector<std::byte> out(data.size());
+  auto dec = decoder::create(enc.man, out).value();
+  REQUIRE(enc.man.chunks.size() == 7);
+  // Stripe 0: chunks 0..3, parity 7, 8. Stripe 1: chunks 4..6 + one virtual, parity 9, 10.
+  REQUIRE(dec.missing_chunks() == std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6});
+  REQUIRE(dec.add_chunk(0, enc.chunk(0)).ok());
+  REQUIRE(dec.add_chunk(8, enc.chunk(8)).ok());
+  REQUIRE(dec.missing_chunks() == std::vector<std::size_t>{1, 2, 4, 5, 6});
+  REQUIRE(dec.add_chunk(3, enc.chunk(3)).ok());
+  REQUIRE(!dec.has_chunk(1));
+  REQUIRE(dec.add_chunk(7, enc.chunk(7)).ok());  // the 4th of stripe 0: 1 and 2 rebuilt
+  REQUIRE(dec.has_chunk(1));
+  REQUIRE(dec.has_chunk(2));
+  REQUIRE(dec.missing_chunks() == std::vector<std::size_t>{4, 5, 6});
+  // Stripe 1 has a virtual zero chunk: two parity chunks and one data chunk suffice.
+  REQUIRE(dec.add_chunk(9, enc.chunk(9)).ok());
+  REQUIRE(dec.add_chunk(10, enc.chunk(10)).ok());
+  REQUIRE(dec.missing_chunks() == std::vector<std::size_t>{4});
+  REQUIRE(dec.add_chunk(6, enc.chunk(6)).ok());
+  REQUIRE(dec.complete());
+  REQUIRE(out == data);
+}
+
+TEST_CASE("decoder: write callback, one-shot == streaming") {
+  const auto data = random_bytes(33333, 11);
+  const auto enc = make(data, 5, 3, 777);
+  std::map<std::uint64_t, std::vector<std::byte>> writes;
+  std::size_t calls = 0;
+  bool fail_next = false;
+  auto dec = decoder::create(enc.man, [&](std::uint64_t off, std::span<const std::byte> b) -> status {
+    if (fail_next) {
+      fail_next = false;
+      return unavailable("disk busy");
+    }
+    ++calls;
+    REQUIRE(writes.count(off) == 0);  // each chunk written once
+    writes[off].assign(b.begin(), b.end());
+    return {};
+  });
+  REQUIRE(dec.ok());
+  // A failing write is reported and the chunk can be added again.
+  fail_next = true;
+  REQUIRE(dec->add_chunk(0, enc.chunk(0)).code() == status_code::unavailable);
+  REQUIRE(!dec->has_chunk(0));
+  // Only parity and some data: everything else is rebuilt through the callback.
+  for (std::size_t i = enc.man.chunks.size(); i < enc.man.total_chunks(); ++i)
+    REQUIRE(dec->add_chunk(i, enc.chunk(i)).ok());
+  for (std::size_t i = 0; i < enc.man.chunks.size(); ++i)
+    if (i % 5 >= 3) REQUIRE(dec->add_chunk(i, enc.chunk(i)).ok());
+  REQUIRE(dec->complete());
+  REQUIRE(calls == enc.man.chunks.size());
+  std::vector<std::byte> joined;
+  for (const auto& [off, b] : writes) {
+    REQUIRE(off == joined.size());
+    joined.insert(joined.end(), b.begin(), b.end());
+  }
+  REQUIRE(joined == data);
+}
+
+TEST_CASE("decoder: parity inconsistent with the data is caught by the data digests") {
+  const auto data = random_bytes(8000, 12);
+  auto enc = make(data, 4, 2);
+  // An origin that signs wrong parity: recompute the digests of altered parity chunks.
+  for (std::size_t j = 0; j < enc.parity_chunks.size(); ++j) {
+    enc.parity_chunks[j][5] ^= std::byte{1};
+    enc.man.parity[j].digest = hash_chunk(enc.man.algo, enc.parity_chunks[j]);
+  }
+  enc.man.merkle_root = manifest_merkle_root(enc.man);
+  REQUIRE(check_manifest(enc.man).ok());
+  std::vector<std::byte> out(data.size(), std::byte{0});
+  auto dec = decoder::create(enc.man, out).value();
+  REQUIRE(dec.add_chunk(0, enc.chunk(0)).ok());
+  REQUIRE(dec.add_chunk(1, enc.chunk(1)).ok());
+  REQUIRE(dec.add_chunk(8, enc.chunk(8)).ok());
+  auto st = dec.add_chunk(9, enc.chunk(9));
+  REQUIRE(st.code() == status_code::data_loss);
+  REQUIRE_THAT(st.message(), Catch::Contains("stripe 0"));
+  REQUIRE(!dec.has_chunk(2));
+  REQUIRE(dec.missing_chunks() == std::vector<std::size_t>{2, 3, 4, 5, 6, 7});  // stripe 0 needs all its data
+  // The data chunks themselves still complete it.
+  REQUIRE(dec.add_chunk(2, enc.chunk(2)).ok());
+  REQUIRE(dec.add_chunk(3, enc.chunk(3)).ok());
+  REQUIRE(dec.add_chunk(4, enc.chunk(4)).ok());
+  REQUIRE(dec.add_chunk(5, enc.chunk(5)).ok());
+  REQUIRE(dec.add_chunk(6, enc.chunk(6)).ok());
+  REQUIRE(dec.add_chunk(7, enc.chunk(7)).ok());
+  REQUIRE(dec.complete());
+  REQUIRE(out == data);
+}
+
+TEST_CASE("decoder: create errors, empty checkpoint") {
+  const auto data = random_bytes(5000, 13);
+  const auto enc = make(data, 2, 1);
+  std::vector<std::byte> small(10);
+  REQUIRE(decoder::create(enc.man, small).status().code() == status_code::invalid_argument);
+  auto bad = enc.man;
+  bad.chunks[0].offset = 1;
+  std::vector<std::byte> out(data.size());
+  REQUIRE(decoder::create(bad, out).status().code() == status_code::invalid_argument);
+  auto delta = enc.man;
+  delta.version = 5;
+  delta.delta_base = 4;
+  delta.delta = delta_codec::xor_zstd;
+  // Without its per-chunk wire table the manifest is inconsistent.
+  REQUIRE(decoder::create(delta, out).status().code() == status_code::invalid_argument);
+  // A consistent delta-coded manifest needs the base (delta_test.cpp decodes them).
+  delta.delta_chunks.resize(delta.chunks.size());
+  for (std::size_t i = 0; i < delta.chunks.size(); ++i)
+    delta.delta_chunks[i] = {chunk_encoding::raw, delta.chunks[i].length, delta.chunks[i].digest};
+  REQUIRE(check_manifest(delta).ok());
+  REQUIRE(decoder::create(delta, out).status().code() == status_code::failed_precondition);
+  REQUIRE(decoder::create(delta, [](std::uint64_t, std::span<const std::byte>) { return ok_status(); })
+              .status()
+              .code() == status_code::failed_precondition);
+  REQUIRE(decoder::create(delta, out, std::span<const std::byte>{}).ok());
+  // A base given to a plain manifest is ignored.
+  REQUIRE(decoder::create(enc.man, out, data).ok());
+  REQUIRE(decoder::create(enc.man, decoder::write_fn{}).status().code() == status_code::invalid_argument);
+
+  std::vector<std::byte> none;
+  const auto empty = make(none, 4, 2);
+  auto dec = decoder::create(empty.man, std::span<std::byte>{}).value();
+  REQUIRE(dec.complete());
+  REQUIRE(dec.missing_chunks().empty());
+}
