@@ -12,21 +12,22 @@
 #                 toploc_interop.bin, toploc_ref_timing.json, toploc_bench.json
 #   --no-time     skip the reference's timing
 #   --bench       also run dtrain_toploc_bench (--benchmark_repetitions=R, medians)
-#   TOPLOC_PYTHON the interpreter with torch and toploc (default /work/venv-toploc/bin/python)
+#   TOPLOC_PYTHON the interpreter with torch and toploc (default .venv-toploc/bin/python in
+#                 the repository, which --setup creates; git ignores it)
 # Exit status: the checker's (0 when every difference from the reference is explained,
 # 1 otherwise), 2 for a usage or setup problem.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
-py=${TOPLOC_PYTHON:-/work/venv-toploc/bin/python}
+py=${TOPLOC_PYTHON:-$root/.venv-toploc/bin/python}
 build=
 do_time=1
 do_bench=0
 reps=3
 
 if [[ ${1:-} == --setup ]]; then
-  venv=${2:-/work/venv-toploc}
+  venv=${2:-$root/.venv-toploc}
   # The wheel is cp311 only. Its C++ extensions link libtorch; they were built on
   # 2025-04-10, when torch 2.6.0 was current, and are only tested with it here.
   python3.11 -m venv "$venv"
