@@ -2,17 +2,26 @@
 # installed dtrainConfig.cmake, so consumers resolve the same libraries.
 include_guard(GLOBAL)
 
-if(NOT TARGET dtrain_deps::xxhash)
-  find_path(DTRAIN_XXHASH_INCLUDE_DIR xxhash.h)
-  find_library(DTRAIN_XXHASH_LIBRARY NAMES xxhash)
-  if(NOT DTRAIN_XXHASH_INCLUDE_DIR OR NOT DTRAIN_XXHASH_LIBRARY)
-    message(FATAL_ERROR "dtrain needs xxHash (Debian: apt-get install libxxhash-dev)")
+# dtrain_import_library(NAME HEADER LIBRARY WHAT DEBIAN_PACKAGE): the imported target
+# dtrain_deps::NAME for a plain C library found by its header and library file, or a
+# fatal error naming the Debian package to install.
+function(dtrain_import_library name header library what package)
+  if(TARGET dtrain_deps::${name})
+    return()
   endif()
-  add_library(dtrain_deps::xxhash UNKNOWN IMPORTED)
-  set_target_properties(dtrain_deps::xxhash PROPERTIES
-    IMPORTED_LOCATION "${DTRAIN_XXHASH_LIBRARY}"
-    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_XXHASH_INCLUDE_DIR}")
-endif()
+  string(TOUPPER ${name} upper)
+  find_path(DTRAIN_${upper}_INCLUDE_DIR ${header})
+  find_library(DTRAIN_${upper}_LIBRARY NAMES ${library})
+  if(NOT DTRAIN_${upper}_INCLUDE_DIR OR NOT DTRAIN_${upper}_LIBRARY)
+    message(FATAL_ERROR "dtrain needs ${what} (Debian: apt-get install ${package})")
+  endif()
+  add_library(dtrain_deps::${name} UNKNOWN IMPORTED)
+  set_target_properties(dtrain_deps::${name} PROPERTIES
+    IMPORTED_LOCATION "${DTRAIN_${upper}_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_${upper}_INCLUDE_DIR}")
+endfunction()
+
+dtrain_import_library(xxhash xxhash.h xxhash "xxHash" libxxhash-dev)
 
 if(NOT TARGET Eigen3::Eigen)
   find_package(Eigen3 3.3 REQUIRED NO_MODULE)
@@ -23,17 +32,7 @@ if(NOT TARGET Threads::Threads)
 endif()
 
 # libsodium: Ed25519 identities and signatures (membership layer).
-if(NOT TARGET dtrain_deps::sodium)
-  find_path(DTRAIN_SODIUM_INCLUDE_DIR sodium.h)
-  find_library(DTRAIN_SODIUM_LIBRARY NAMES sodium)
-  if(NOT DTRAIN_SODIUM_INCLUDE_DIR OR NOT DTRAIN_SODIUM_LIBRARY)
-    message(FATAL_ERROR "dtrain needs libsodium (Debian: apt-get install libsodium-dev)")
-  endif()
-  add_library(dtrain_deps::sodium UNKNOWN IMPORTED)
-  set_target_properties(dtrain_deps::sodium PROPERTIES
-    IMPORTED_LOCATION "${DTRAIN_SODIUM_LIBRARY}"
-    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_SODIUM_INCLUDE_DIR}")
-endif()
+dtrain_import_library(sodium sodium.h sodium "libsodium" libsodium-dev)
 
 # Standalone asio (header-only): the TCP transport and the membership control plane.
 # Used only inside dtrain's .cpp files; public headers never include it.
@@ -49,31 +48,11 @@ if(NOT TARGET dtrain_deps::asio)
 endif()
 
 # ISA-L: Reed-Solomon erasure coding (shard layer). Used only inside dtrain's .cpp files.
-if(NOT TARGET dtrain_deps::isal)
-  find_path(DTRAIN_ISAL_INCLUDE_DIR isa-l/erasure_code.h)
-  find_library(DTRAIN_ISAL_LIBRARY NAMES isal)
-  if(NOT DTRAIN_ISAL_INCLUDE_DIR OR NOT DTRAIN_ISAL_LIBRARY)
-    message(FATAL_ERROR "dtrain needs ISA-L (Debian: apt-get install libisal-dev)")
-  endif()
-  add_library(dtrain_deps::isal UNKNOWN IMPORTED)
-  set_target_properties(dtrain_deps::isal PROPERTIES
-    IMPORTED_LOCATION "${DTRAIN_ISAL_LIBRARY}"
-    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ISAL_INCLUDE_DIR}")
-endif()
+dtrain_import_library(isal isa-l/erasure_code.h isal "ISA-L" libisal-dev)
 
 # zstd: delta coding of shard chunks against the previous version. Used only inside
 # dtrain's .cpp files.
-if(NOT TARGET dtrain_deps::zstd)
-  find_path(DTRAIN_ZSTD_INCLUDE_DIR zstd.h)
-  find_library(DTRAIN_ZSTD_LIBRARY NAMES zstd)
-  if(NOT DTRAIN_ZSTD_INCLUDE_DIR OR NOT DTRAIN_ZSTD_LIBRARY)
-    message(FATAL_ERROR "dtrain needs zstd (Debian: apt-get install libzstd-dev)")
-  endif()
-  add_library(dtrain_deps::zstd UNKNOWN IMPORTED)
-  set_target_properties(dtrain_deps::zstd PROPERTIES
-    IMPORTED_LOCATION "${DTRAIN_ZSTD_LIBRARY}"
-    INTERFACE_INCLUDE_DIRECTORIES "${DTRAIN_ZSTD_INCLUDE_DIR}")
-endif()
+dtrain_import_library(zstd zstd.h zstd "zstd" libzstd-dev)
 
 # libcurl: HTTP range requests of the shard distribution (origin, relays, clients).
 if(NOT TARGET CURL::libcurl)
