@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "dtrain/core/assert.h"
+#include "dtrain/core/cpu.h"
 
 namespace dtrain::codec {
 namespace {
@@ -14,12 +15,7 @@ namespace detail {
 
 bool quant_isa_available(quant_isa isa) noexcept {
   if (isa != quant_isa::avx2) return true;
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-#else
-  return false;
-#endif
+  return cpu_has_avx2();
 }
 
 void set_quant_isa(quant_isa isa) noexcept {

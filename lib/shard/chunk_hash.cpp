@@ -3,8 +3,10 @@
 #include "dtrain/shard/chunk_hash.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "dtrain/core/assert.h"
+#include "dtrain/crypto/blake2b_many.h"
 
 namespace dtrain::shard {
 namespace {
@@ -34,6 +36,21 @@ chunk_digest hash_chunk(hash_algo a, std::span<const std::byte> data) noexcept {
   DTRAIN_ASSERT(is_known_hash_algo(static_cast<std::uint8_t>(a)) && "hash_chunk: unknown hash_algo");
   if (a == hash_algo::xxh3_128) return from_xxh3(xxh3_128(data));
   return crypto::blake2b_256(data);
+}
+
+void hash_chunks(hash_algo a, std::span<const std::span<const std::byte>> chunks, std::span<chunk_digest> out) noexcept {
+  DTRAIN_ASSERT(is_known_hash_algo(static_cast<std::uint8_t>(a)) && "hash_chunks: unknown hash_algo");
+  DTRAIN_ASSERT(out.size() == chunks.size() && "hash_chunks: one digest per chunk");
+  static_assert(std::is_same_v<chunk_digest, crypto::digest256>);
+  if (a == hash_algo::blake2b_256) {
+    crypto::blake2b_256_many(chunks, out);
+    return;
+  }
+  for (std::size_t i = 0; i < chunks.size(); ++i) out[i] = from_xxh3(xxh3_128(chunks[i]));
+}
+
+std::size_t hash_chunks_batch(hash_algo a) noexcept {
+  return a == hash_algo::blake2b_256 && crypto::blake2b_256_many_uses_avx2() ? 4 : 1;
 }
 
 chunk_hasher::chunk_hasher(hash_algo a) : algo_(a) {

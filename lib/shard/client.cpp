@@ -48,7 +48,9 @@ struct chunk_state {
   bool pin = false;                   // next time, all ranges from one relay
   std::vector<piece> pieces;
   std::size_t pieces_left = 0;
-  std::vector<std::byte> buf;
+  std::vector<std::byte> buf;  // from the buffer pool; may be longer than the chunk
+  std::size_t len = 0;         // the chunk's length: its bytes are buf[0, len)
+  std::span<std::byte> bytes() { return std::span<std::byte>(buf).first(std::min(len, buf.size())); }
 };
 
 struct request_info {
@@ -69,8 +71,9 @@ struct suspect_copy {
 
 class fetch_run {
  public:
-  fetch_run(const fetch_options& o, http_fetcher& f, manifest_pick mp, fetch_report& rep)
-      : o_(o), f_(f), mp_(std::move(mp)), man_(mp_.man), rep_(rep), board_(o.relays, o.seed) {}
+  fetch_run(const fetch_options& o, http_fetcher& f, manifest_pick mp, fetch_report& rep, relay_scoreboard& board,
+            request_timer& timer)
+      : o_(o), f_(f), mp_(std::move(mp)), man_(mp_.man), rep_(rep), board_(board), timer_(timer) {}
 
   status run();
 
@@ -123,10 +126,28 @@ class fetch_run {
   void on_result(http_result& res);
   void piece_failed(std::size_t c, std::size_t p, std::size_t r);
   void complete_chunk(std::size_t c);
+  void verify_ready();
+  void settle_chunk(std::size_t c, const status& st);
   void after_add(std::size_t c);
   void check_suspect(std::size_t c, std::span<const std::byte> good);
   void relay_down(std::size_t r);
   void hedge();
+  // Chunk buffers are recycled rather than allocated per chunk: a fresh multi-MiB
+  // allocation costs a page fault per 4 KiB on first touch (and on VMs whose host backs
+  // guest memory lazily, a host fault as well), more than receiving the bytes.
+  std::vector<std::byte> take_buffer(std::size_t len) {
+    std::vector<std::byte> b;
+    if (!spare_.empty()) {
+      b = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    if (b.size() < len) b.resize(len);
+    return b;
+  }
+  void give_buffer(std::vector<std::byte>& b) {
+    if (!b.empty() && spare_.size() < 2 * o_.parallel + 4) spare_.push_back(std::move(b));
+    b = {};
+  }
   void note_failed_on(std::size_t c, std::size_t r) {
     auto& v = chunks_[c].failed_on;
     if (std::find(v.begin(), v.end(), r) == v.end()) v.push_back(r);
@@ -137,8 +158,8 @@ class fetch_run {
   manifest_pick mp_;
   const manifest& man_;
   fetch_report& rep_;
-  relay_scoreboard board_;
-  request_timer timer_;
+  relay_scoreboard& board_;  // the client's: carried across fetches
+  request_timer& timer_;
   std::optional<decoder> dec_;
 
   fs::path partial_, final_;
@@ -148,11 +169,17 @@ class fetch_run {
   std::vector<std::uint8_t> written_;   // per data chunk: verified bytes in the file
   std::vector<chunk_state> chunks_;     // per global chunk
   std::unordered_map<std::uint64_t, request_info> reqs_;
+  std::vector<std::vector<std::byte>> spare_;  // the buffer pool
+  // Chunks whose bytes all arrived, waiting to be verified together (decoder::add_chunks:
+  // BLAKE2b hashes four at a time); at most verify_batch_, flushed whenever nothing else
+  // is in flight.
+  std::vector<std::size_t> ready_;
+  std::size_t verify_batch_ = 1;
   std::size_t normal_in_flight_ = 0;
   std::size_t hedges_in_flight_ = 0;
   std::map<std::size_t, suspect_copy> suspects_;
   std::vector<std::size_t> just_written_;
-  std::size_t adding_ = npos;           // chunk being added (its own write is not a rebuild)
+  std::vector<std::size_t> adding_;     // chunks being added (their own writes are not rebuilds)
   std::size_t skip_write_ = npos;       // resume: chunk already in the file
   bool resuming_ = false;
   status write_error_;
@@ -179,6 +206,7 @@ status fetch_run::open_files() {
       ::ftruncate(fd_.fd, static_cast<off_t>(man_.total_size)) != 0)
     return errno_status("truncate " + ck.string(), errno);
   manifest_digest_ = resume_manifest_digest(mp_.bytes);
+  verify_batch_ = hash_chunks_batch(man_.algo);
   written_.assign(n_data(), 0);
   chunks_.assign(man_.total_chunks(), chunk_state{});
   if (man_.delta != delta_codec::none) {
@@ -197,6 +225,11 @@ status fetch_run::open_files() {
       man_, [this](std::uint64_t off, std::span<const std::byte> b) { return on_write(off, b); }, base_.bytes());
   if (!d.ok()) return d.status();
   dec_.emplace(std::move(d).value());
+  // A rebuild reads the stripe's verified chunks back from the file rather than the
+  // decoder keeping a copy of each one.
+  dec_->set_read_back([this](std::uint64_t off, std::span<std::byte> into) {
+    return pread_all(fd_.fd, into, off, "read back " + (partial_ / "checkpoint").string());
+  });
   return ok_status();
 }
 
@@ -212,7 +245,9 @@ status fetch_run::on_write(std::uint64_t offset, std::span<const std::byte> byte
   }
   written_[i] = 1;
   ++unsaved_;
-  if (!resuming_ && i != adding_) ++rep_.chunks_from_parity;
+  // A chunk written while another one was being added came from parity. (A rebuild can
+  // also write a chunk that waits later in the same batch: then it counts as fetched.)
+  if (!resuming_ && std::find(adding_.begin(), adding_.end(), i) == adding_.end()) ++rep_.chunks_from_parity;
   check_suspect(i, bytes);
   just_written_.push_back(i);
   return ok_status();
@@ -232,10 +267,10 @@ void fetch_run::load_resume() {
     buf.resize(static_cast<std::size_t>(man_.chunks[i].length));
     if (!pread_all(fd_.fd, buf, man_.chunks[i].offset, "read partial checkpoint").ok()) continue;
     skip_write_ = i;
-    adding_ = i;
+    adding_ = {i};
     status st = dec_->add_chunk(i, buf);
     skip_write_ = npos;
-    adding_ = npos;
+    adding_.clear();
     if (st.ok()) rep_.resumed = true;
   }
   resuming_ = false;
@@ -339,10 +374,11 @@ void fetch_run::start_chunk(std::size_t c) {
   const std::uint64_t len = man_.chunk_length(c);
   cs.ph = phase::active;
   cs.pieces.clear();
-  cs.buf.clear();
+  give_buffer(cs.buf);
+  cs.buf = take_buffer(static_cast<std::size_t>(len));
+  cs.len = static_cast<std::size_t>(len);
   if (len > o_.split_bytes) {
     for (std::uint64_t off = 0; off < len; off += o_.split_bytes) cs.pieces.push_back({off, std::min(o_.split_bytes, len - off)});
-    cs.buf.resize(static_cast<std::size_t>(len));
   } else {
     cs.pieces.push_back({0, len});
   }
@@ -375,6 +411,12 @@ bool fetch_run::start_piece(std::size_t c, std::size_t p, bool hedge, std::optio
   const auto& pc = cs.pieces[p];
   http_request q = make_request(o_, chunk_url(*r, c), pc.length);
   if (cs.pieces.size() > 1) q.range = byte_range{pc.first, pc.length};
+  // The first copy of a piece writes straight into the chunk buffer. A hedge gets a body
+  // of its own: two copies writing into the same bytes could leave the loser's bytes
+  // after the winner's (at most one non-hedge copy of a piece is in flight at a time).
+  if (!hedge) {
+    q.into = cs.bytes().subspan(static_cast<std::size_t>(pc.first), static_cast<std::size_t>(pc.length));
+  }
   const auto id = f_.start(std::move(q));
   board_.on_start(*r);
   reqs_.emplace(id, request_info{c, p, *r, steady::now(), hedge, false});
@@ -402,11 +444,11 @@ void fetch_run::cancel_chunk(std::size_t c) {
     f_.cancel(id);
     reqs_.erase(id);
   }
+  ready_.erase(std::remove(ready_.begin(), ready_.end(), c), ready_.end());
   auto& cs = chunks_[c];
   cs.pieces.clear();
   cs.pieces_left = 0;
-  cs.buf.clear();
-  cs.buf.shrink_to_fit();
+  give_buffer(cs.buf);  // no request writes into it any more: all were cancelled above
 }
 
 void fetch_run::abandon_chunk(std::size_t c) {
@@ -427,15 +469,18 @@ void fetch_run::on_result(http_result& res) {
   auto& cs = chunks_[rq.chunk];
   const bool live = cs.ph == phase::active && rq.piece < cs.pieces.size();
   if (live) --cs.pieces[rq.piece].copies;
+  if (res.st.ok() && live && res.body_size != cs.pieces[rq.piece].length) {
+    // A whole-chunk request answered with a shorter body (a longer one stops at the buffer).
+    res.st = data_loss(chunk_url(rq.relay, rq.chunk) + ": " + std::to_string(res.body_size) + " bytes for a chunk of " +
+                       std::to_string(cs.pieces[rq.piece].length));
+  }
   if (res.st.ok()) {
-    rep_.bytes_downloaded += res.body.size();
-    board_.on_success(rq.relay, res.body.size(), res.seconds);
-    timer_.record(res.body.size(), res.seconds);
+    rep_.bytes_downloaded += res.body_size;
+    board_.on_success(rq.relay, res.body_size, res.seconds);
+    timer_.record(res.body_size, res.seconds);
     if (!live || cs.pieces[rq.piece].done) return;
     auto& pc = cs.pieces[rq.piece];
-    if (cs.pieces.size() == 1) {
-      cs.buf = std::move(res.body);
-    } else {
+    if (rq.is_hedge) {  // a hedge's body is its own (start_piece); the original wrote in place
       std::memcpy(cs.buf.data() + pc.first, res.body.data(), res.body.size());
     }
     pc.done = true;
@@ -520,20 +565,41 @@ void fetch_run::relay_down(std::size_t r) {
 }
 
 void fetch_run::complete_chunk(std::size_t c) {
-  auto& cs = chunks_[c];
-  adding_ = c;
-  status st = dec_->add_chunk(c, cs.buf);
-  adding_ = npos;
+  ready_.push_back(c);
+  if (ready_.size() >= verify_batch_) verify_ready();
+}
+
+void fetch_run::verify_ready() {
+  if (ready_.empty()) return;
+  std::vector<std::size_t> batch;
+  batch.swap(ready_);
+  std::vector<decoder::chunk_input> in;
+  in.reserve(batch.size());
+  for (std::size_t c : batch) in.push_back({c, chunks_[c].bytes()});
+  adding_ = batch;
+  const std::vector<status> st = dec_->add_chunks(in);
   if (!write_error_.ok()) {
+    adding_.clear();
     fail_ = write_error_;
     return;
   }
+  // adding_ stays set while settling: after_add must not cancel the batch's own chunks
+  // (their writes are in just_written_ too); each is settled below.
+  for (std::size_t i = 0; i < batch.size() && fail_.ok(); ++i) settle_chunk(batch[i], st[i]);
+  adding_.clear();
+}
+
+// The outcome of adding chunk c, whose bytes are in its buffer.
+void fetch_run::settle_chunk(std::size_t c, const status& st) {
+  auto& cs = chunks_[c];
+  // Settling an earlier chunk of the batch may have rebuilt this one from parity and
+  // cancelled it (after_add): nothing left to do.
+  if (cs.ph != phase::active) return;
   if (st.ok()) {
-    if (c >= n_data()) check_suspect(c, cs.buf);
+    if (c >= n_data()) check_suspect(c, cs.bytes());
     cs.ph = phase::held;
     cs.pieces.clear();
-    cs.buf.clear();
-    cs.buf.shrink_to_fit();
+    give_buffer(cs.buf);
     ++verified_;
     after_add(c);
     return;
@@ -543,7 +609,7 @@ void fetch_run::complete_chunk(std::size_t c) {
     // The decoder now asks for that stripe's data chunks directly.
     cs.ph = phase::held;
     cs.pieces.clear();
-    cs.buf.clear();
+    give_buffer(cs.buf);
     after_add(c);
     return;
   }
@@ -565,17 +631,19 @@ void fetch_run::complete_chunk(std::size_t c) {
   } else {
     // Ranges from several relays: which one lied shows when a good copy arrives.
     for (std::size_t r : sources) board_.on_suspect(r);
-    suspects_[c] = suspect_copy{cs.pieces, std::move(cs.buf)};
+    const auto b = cs.bytes();
+    suspects_[c] = suspect_copy{cs.pieces, std::vector<std::byte>(b.begin(), b.end())};
     cs.pin = true;
   }
   cs.pieces.clear();
-  cs.buf.clear();
+  give_buffer(cs.buf);
   cs.ph = phase::idle;
 }
 
 void fetch_run::after_add(std::size_t c) {
   (void)c;
   for (std::size_t i : just_written_) {
+    if (std::find(adding_.begin(), adding_.end(), i) != adding_.end()) continue;  // settled by verify_ready
     if (chunks_[i].ph == phase::active) cancel_chunk(i);
     chunks_[i].ph = phase::held;
   }
@@ -643,6 +711,10 @@ status fetch_run::run() {
     }
     plan();
     if (!fail_.ok() || dec_->complete()) break;
+    if (reqs_.empty() && !ready_.empty()) {  // nothing else to wait for: verify what is here
+      verify_ready();
+      continue;
+    }
     if (reqs_.empty()) {
       fail_ = board_.up_count() == 0 ? unavailable("every relay is down")
                                      : data_loss("no chunk left to try (every candidate failed its attempts)");
@@ -653,6 +725,7 @@ status fetch_run::run() {
       if (!fail_.ok()) break;
       on_result(res);
     }
+    if (fail_.ok() && reqs_.empty()) verify_ready();
     hedge();
     if (fail_.ok() && (unsaved_ >= 64 || (unsaved_ > 0 && steady::now() - last_save_ > std::chrono::seconds(1)))) {
       (void)save_resume(false);  // best effort: a lost resume file only costs re-downloading
@@ -660,7 +733,12 @@ status fetch_run::run() {
   }
   for (const auto& p : reqs_) f_.cancel(p.first);
   reqs_.clear();
-  rep_.relays = board_.scores();
+  // Stopped on request: keep what already arrived (verified, written, in the resume file).
+  if (fail_.code() == status_code::cancelled) {
+    status stop = std::exchange(fail_, ok_status());
+    verify_ready();
+    if (fail_.ok()) fail_ = std::move(stop);
+  }
   if (!fail_.ok()) {
     if (fd_.fd >= 0) (void)save_resume(true);
     return fail_;
@@ -669,35 +747,67 @@ status fetch_run::run() {
 }
 }  // namespace
 
-result<fetch_report> fetch(const fetch_options& opts, std::optional<std::uint64_t> version) {
-  const auto t0 = steady::now();
+result<client> client::create(fetch_options opts) {
   DTRAIN_RETURN_IF_ERROR(check_options(opts, true));
-  auto f = http_fetcher::create(2 * opts.parallel + opts.relays.size());
+  relay_scoreboard board(opts.relays, opts.seed);
+  client c(std::move(opts), std::move(board));
+  c.down_since_.resize(c.o_.relays.size());
+  return c;
+}
+
+result<std::uint64_t> client::latest_version() { return shard::latest_version(o_); }
+
+result<fetch_report> client::fetch(std::optional<std::uint64_t> version) {
+  const auto t0 = steady::now();
+  // Relays down for long enough get another chance; the others stay out of this fetch.
+  for (std::size_t r = 0; r < board_.size(); ++r) {
+    if (board_.up(r)) continue;
+    if (!down_since_[r]) down_since_[r] = t0;
+    if (t0 - *down_since_[r] >= o_.down_retry_after) {
+      board_.revive(r);
+      down_since_[r].reset();
+    }
+  }
+  auto f = http_fetcher::create(2 * o_.parallel + o_.relays.size());
   if (!f.ok()) return f.status();
   fetch_report rep;
-  auto mp = version ? fetch_manifest(*f, opts, *version, rep.bad_manifests) : find_latest(*f, opts, rep.bad_manifests);
+  auto mp = version ? fetch_manifest(*f, o_, *version, rep.bad_manifests) : find_latest(*f, o_, rep.bad_manifests);
   if (!mp.ok()) return mp.status();
   rep.version = mp->man.version;
   std::error_code ec;
-  fs::create_directories(opts.out_dir, ec);
-  if (ec) return fs_status("create " + opts.out_dir.string(), ec);
+  fs::create_directories(o_.out_dir, ec);
+  if (ec) return fs_status("create " + o_.out_dir.string(), ec);
 
-  const fs::path final_dir = opts.out_dir / ("v" + std::to_string(rep.version));
+  const fs::path final_dir = o_.out_dir / ("v" + std::to_string(rep.version));
   auto present = read_small_file(final_dir / "manifest", max_manifest_bytes);
   std::error_code size_ec;
   const auto size = fs::file_size(final_dir / "checkpoint", size_ec);
   if (present && *present == mp->bytes && !size_ec && size == mp->man.total_size) {
     rep.already_present = true;
-    rep.relays = relay_scoreboard(opts.relays).scores();
   } else {
-    fetch_run run(opts, *f, std::move(mp).value(), rep);
+    fetch_run run(o_, *f, std::move(mp).value(), rep, board_, timer_);
     status st = run.run();
+    for (std::size_t r = 0; r < board_.size(); ++r)
+      if (!board_.up(r) && !down_since_[r]) down_since_[r] = steady::now();
     if (!st.ok()) return st;
   }
-  DTRAIN_RETURN_IF_ERROR(write_stable(opts.out_dir, rep.version));
-  prune_output(opts.out_dir, rep.version, opts.keep_versions);
+  rep.relays = board_.scores();
+  // stable moves forward only (allow_rollback aside); an older version stays unmarked
+  // and nothing is pruned, so the newer stable one is kept.
+  const auto current = read_stable(o_.out_dir);
+  if (o_.allow_rollback || !current || *current <= rep.version) {
+    DTRAIN_RETURN_IF_ERROR(write_stable(o_.out_dir, rep.version));
+    prune_output(o_.out_dir, rep.version, o_.keep_versions);
+    rep.marked_stable = true;
+  }
   rep.seconds = std::chrono::duration<double>(steady::now() - t0).count();
   return rep;
+}
+
+result<fetch_report> fetch(const fetch_options& opts, std::optional<std::uint64_t> version) {
+  auto c = client::create(opts);
+  if (!c.ok()) return c.status();
+  return c->fetch(version);
 }
 
 }  // namespace dtrain::shard

@@ -69,6 +69,8 @@ std::optional<std::vector<std::byte>> read_small_file(const std::filesystem::pat
 
 /// <out>/stable = "<version>\n", via temp + fsync + rename + fsync of out.
 status write_stable(const std::filesystem::path& out, std::uint64_t version);
+/// The version <out>/stable names; nullopt when there is none or it is not a number.
+std::optional<std::uint64_t> read_stable(const std::filesystem::path& out);
 /// Keeps `current` and the newest keep - 1 other complete versions in out; removes the
 /// partial downloads of versions older than `current`. Best effort.
 void prune_output(const std::filesystem::path& out, std::uint64_t current, std::size_t keep);

@@ -231,6 +231,20 @@ status write_stable(const fs::path& out, std::uint64_t version) {
   return write_file_atomic(out / "stable", std::as_bytes(std::span<const char>(s.data(), s.size())), true);
 }
 
+std::optional<std::uint64_t> read_stable(const fs::path& out) {
+  auto bytes = read_small_file(out / "stable", 32);
+  if (!bytes || bytes->size() < 2 || bytes->back() != std::byte{'\n'} || bytes->size() > 21) return std::nullopt;
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i + 1 < bytes->size(); ++i) {
+    const auto c = static_cast<char>((*bytes)[i]);
+    if (c < '0' || c > '9') return std::nullopt;
+    const std::uint64_t d = static_cast<std::uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 void prune_output(const fs::path& out, std::uint64_t current, std::size_t keep) {
   std::error_code ec;
   std::vector<std::pair<std::uint64_t, fs::path>> done;

@@ -89,8 +89,7 @@ result<std::span<const std::byte>> decoder::plain(std::size_t i, std::span<const
   return std::span<const std::byte>(scratch_);
 }
 
-status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> bytes) {
-  // Verify before use: length and digest first, nothing touched until both match.
+status decoder::check_shape(std::size_t chunk_index, std::span<const std::byte> bytes) const {
   if (chunk_index >= have_.size())
     return out_of_range("chunk index " + std::to_string(chunk_index) + " out of range: the manifest has " +
                         std::to_string(have_.size()) + " chunks");
@@ -98,7 +97,33 @@ status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> by
   if (bytes.size() != expected)
     return data_loss("chunk " + std::to_string(chunk_index) + " holds " + std::to_string(bytes.size()) +
                      " bytes, the manifest says " + std::to_string(expected) + "; nothing written");
-  const chunk_digest got = hash_chunk(man_.algo, bytes);
+  return {};
+}
+
+status decoder::add_chunk(std::size_t chunk_index, std::span<const std::byte> bytes) {
+  // Verify before use: length and digest first, nothing touched until both match.
+  DTRAIN_RETURN_IF_ERROR(check_shape(chunk_index, bytes));
+  return add_hashed(chunk_index, bytes, hash_chunk(man_.algo, bytes));
+}
+
+std::vector<status> decoder::add_chunks(std::span<const chunk_input> chunks) {
+  std::vector<status> out(chunks.size());
+  std::vector<std::size_t> which;
+  std::vector<std::span<const std::byte>> views;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    out[i] = check_shape(chunks[i].index, chunks[i].bytes);
+    if (!out[i].ok()) continue;
+    which.push_back(i);
+    views.push_back(chunks[i].bytes);
+  }
+  std::vector<chunk_digest> digests(views.size());
+  hash_chunks(man_.algo, views, digests);
+  for (std::size_t j = 0; j < which.size(); ++j) out[which[j]] = add_hashed(chunks[which[j]].index, views[j], digests[j]);
+  return out;
+}
+
+// `got` is hash_chunk(man_.algo, bytes), computed by the caller; shape already checked.
+status decoder::add_hashed(std::size_t chunk_index, std::span<const std::byte> bytes, const chunk_digest& got) {
   if (!crypto::constant_time_equal(got, man_.digest(chunk_index)))
     return data_loss("chunk " + std::to_string(chunk_index) + " fails its " + std::string(hash_algo_name(man_.algo)) +
                      " check against the manifest; nothing written");
@@ -174,9 +199,13 @@ status decoder::try_rebuild(std::size_t s) {
       src = kept_[layout_.parity_index(s, local - k)];
     } else if (local < count) {
       const data_chunk_entry& c = man_.chunks[first + local];
-      src = keep_wire(first + local) ? std::span<const std::byte>(kept_[first + local])
-                                     : std::span<const std::byte>(out_.subspan(static_cast<std::size_t>(c.offset),
-                                                                               static_cast<std::size_t>(c.length)));
+      if (keep_wire(first + local)) {
+        src = kept_[first + local];
+      } else if (write_ != nullptr) {  // read back what write_fn wrote
+        DTRAIN_RETURN_IF_ERROR(read_(c.offset, std::span<std::byte>(dst, static_cast<std::size_t>(c.length))));
+      } else {
+        src = out_.subspan(static_cast<std::size_t>(c.offset), static_cast<std::size_t>(c.length));
+      }
     }
     if (!src.empty()) std::memcpy(dst, src.data(), src.size());
     in[p] = std::span<const std::byte>(dst, len);
@@ -185,13 +214,16 @@ status decoder::try_rebuild(std::size_t s) {
   DTRAIN_RETURN_IF_ERROR(code_->reconstruct(present, in, missing, out));
 
   // Verify every rebuilt chunk (digest of its real length, zero padding) before writing.
+  std::vector<std::span<const std::byte>> rebuilt(missing.size());
+  for (std::size_t j = 0; j < missing.size(); ++j)
+    rebuilt[j] = out[j].first(static_cast<std::size_t>(man_.chunk_length(first + missing[j])));
+  std::vector<chunk_digest> digests(missing.size());
+  hash_chunks(man_.algo, rebuilt, digests);
   for (std::size_t j = 0; j < missing.size(); ++j) {
     const std::size_t idx = first + missing[j];
-    const std::size_t clen = static_cast<std::size_t>(man_.chunk_length(idx));
-    const auto rebuilt = out[j].first(clen);
-    const bool pad_zero = std::all_of(out[j].begin() + static_cast<std::ptrdiff_t>(clen), out[j].end(),
+    const bool pad_zero = std::all_of(out[j].begin() + static_cast<std::ptrdiff_t>(rebuilt[j].size()), out[j].end(),
                                       [](std::byte b) { return b == std::byte{0}; });
-    if (!pad_zero || !crypto::constant_time_equal(hash_chunk(man_.algo, rebuilt), man_.digest(idx))) {
+    if (!pad_zero || !crypto::constant_time_equal(digests[j], man_.digest(idx))) {
       stripe_bad_[s] = 1;  // never rebuild this stripe again: only its data chunks complete it
       return data_loss("stripe " + std::to_string(s) + ": parity rebuilds chunk " + std::to_string(idx) +
                        " with the wrong digest (the manifest's parity is inconsistent with its data); nothing "

@@ -36,9 +36,13 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
   out.data_chunks.reserve(plan.size());
   man.chunks.reserve(plan.size());
   for (const chunk_span& c : plan) {
-    auto view = bytes.subspan(static_cast<std::size_t>(c.offset), static_cast<std::size_t>(c.length));
-    out.data_chunks.push_back(view);
-    man.chunks.push_back({c.offset, c.length, hash_chunk(opts.algo, view)});
+    out.data_chunks.push_back(bytes.subspan(static_cast<std::size_t>(c.offset), static_cast<std::size_t>(c.length)));
+  }
+  {
+    // All digests in one call: BLAKE2b hashes four chunks at a time (hash_chunks).
+    std::vector<chunk_digest> digests(plan.size());
+    hash_chunks(opts.algo, out.data_chunks, digests);
+    for (std::size_t i = 0; i < plan.size(); ++i) man.chunks.push_back({plan[i].offset, plan[i].length, digests[i]});
   }
   if (opts.delta_base) {
     man.delta = delta_codec::xor_zstd;
@@ -53,7 +57,7 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
         out.coded_chunks[i] = std::move(**coded);
         d.encoding = chunk_encoding::xor_zstd;
         d.wire_length = out.coded_chunks[i].size();
-        d.wire_digest = hash_chunk(opts.algo, out.coded_chunks[i]);
+        d.wire_digest = hash_chunk(opts.algo, out.coded_chunks[i]);  // lengths differ: one at a time
       } else {
         d.encoding = chunk_encoding::raw;
         d.wire_length = man.chunks[i].length;
@@ -105,8 +109,10 @@ result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::sp
         parity[j] = buf;
       }
       DTRAIN_RETURN_IF_ERROR(code->encode(data, parity));
-      for (std::size_t j = 0; j < m; ++j)
-        man.parity.push_back({s, len, hash_chunk(opts.algo, out.parity_chunks[s * m + j])});
+      std::vector<std::span<const std::byte>> views(parity.begin(), parity.end());
+      std::vector<chunk_digest> digests(m);
+      hash_chunks(opts.algo, views, digests);
+      for (std::size_t j = 0; j < m; ++j) man.parity.push_back({s, len, digests[j]});
     }
   }
   man.merkle_root = manifest_merkle_root(man);

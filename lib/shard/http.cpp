@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -38,6 +39,7 @@ struct http_fetcher::impl {
     http_request req;
     CURL* easy = nullptr;
     std::vector<std::byte> body;
+    std::uint64_t received = 0;  // body bytes so far (in body, or in req.into)
     body_error berr = body_error::none;
     bool checked_headers = false;
     clock_type::time_point began{};
@@ -71,16 +73,18 @@ struct http_fetcher::impl {
       t->checked_headers = true;
       curl_off_t cl = -1;
       curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-      if (cl >= 0 && static_cast<std::uint64_t>(cl) > t->req.max_bytes) {
+      const std::uint64_t cap = t->req.into.empty() ? t->req.max_bytes
+                                                    : std::min<std::uint64_t>(t->req.max_bytes, t->req.into.size());
+      if (cl >= 0 && static_cast<std::uint64_t>(cl) > cap) {
         t->berr = body_error::too_long;
         return 0;  // aborts with CURLE_WRITE_ERROR
       }
       std::uint64_t want = cl >= 0 ? static_cast<std::uint64_t>(cl) : 0;
       if (t->req.range) want = std::min(want == 0 ? t->req.range->length : want, t->req.range->length);
-      t->body.reserve(static_cast<std::size_t>(std::min({want, t->req.max_bytes, max_reserve})));
+      if (t->req.into.empty()) t->body.reserve(static_cast<std::size_t>(std::min({want, t->req.max_bytes, max_reserve})));
     }
-    const std::uint64_t after = t->body.size() + std::uint64_t{n};
-    if (after > t->req.max_bytes) {
+    const std::uint64_t after = t->received + std::uint64_t{n};
+    if (after > t->req.max_bytes || (!t->req.into.empty() && after > t->req.into.size())) {
       t->berr = body_error::too_long;
       return 0;
     }
@@ -89,7 +93,12 @@ struct http_fetcher::impl {
       return 0;
     }
     const auto* p = reinterpret_cast<const std::byte*>(data);
-    t->body.insert(t->body.end(), p, p + n);
+    if (t->req.into.empty()) {
+      t->body.insert(t->body.end(), p, p + n);
+    } else {
+      std::memcpy(t->req.into.data() + t->received, p, n);
+    }
+    t->received = after;
     return n;
   }
 
@@ -113,7 +122,10 @@ struct http_fetcher::impl {
     r.id = t->id;
     r.st = std::move(st);
     r.http_status = http_status;
-    if (r.st.ok()) r.body = std::move(t->body);
+    if (r.st.ok()) {
+      r.body = std::move(t->body);
+      r.body_size = t->received;
+    }
     if (t->began != clock_type::time_point{}) {
       r.seconds = std::chrono::duration<double>(clock_type::now() - t->began).count();
     }
@@ -184,7 +196,9 @@ struct http_fetcher::impl {
       case CURLE_OUT_OF_MEMORY: return resource_exhausted(std::move(what));
       case CURLE_WRITE_ERROR:
         if (t.berr == body_error::too_long) {
-          return data_loss(t.req.url + ": body longer than max_bytes (" + std::to_string(t.req.max_bytes) + ")");
+          const std::uint64_t cap =
+              t.req.into.empty() ? t.req.max_bytes : std::min<std::uint64_t>(t.req.max_bytes, t.req.into.size());
+          return data_loss(t.req.url + ": body longer than max_bytes (" + std::to_string(cap) + ")");
         }
         if (t.berr == body_error::range_mismatch) {
           return data_loss(t.req.url + ": response longer than the requested range");
@@ -198,8 +212,8 @@ struct http_fetcher::impl {
     const std::string where = t.req.url + ": HTTP " + std::to_string(code);
     if (t.req.range) {
       if (code == 206) {
-        if (t.body.size() != t.req.range->length) {
-          return data_loss(where + " with " + std::to_string(t.body.size()) + " bytes for a range of " +
+        if (t.received != t.req.range->length) {
+          return data_loss(where + " with " + std::to_string(t.received) + " bytes for a range of " +
                            std::to_string(t.req.range->length));
         }
         return ok_status();

@@ -7,11 +7,12 @@
 
 #include "dtrain/toploc/field.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define TK_X86 1
+#include "dtrain/core/cpu.h"
+
+#define TK_X86 DTRAIN_X86
+#if TK_X86
 #define TK_AVX2 __attribute__((target("avx2")))
 #else
-#define TK_X86 0
 #define TK_AVX2
 #endif
 #define TK_INLINE inline __attribute__((always_inline))
@@ -109,14 +110,7 @@ TK_AVX2 void horner_avx2(std::uint32_t* acc, const std::uint32_t* x, std::size_t
 }
 #endif
 
-bool have_avx2() noexcept {
-#if TK_X86
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-#else
-  return false;
-#endif
-}
+bool have_avx2() noexcept { return cpu_has_avx2(); }
 
 }  // namespace
 

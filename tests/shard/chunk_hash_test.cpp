@@ -48,6 +48,37 @@ TEST_CASE("hash_chunk: one-shot, pieces and byte by byte agree") {
   }
 }
 
+TEST_CASE("hash_chunks: a batch equals hash_chunk one chunk at a time") {
+  const hash_algo algo = GENERATE(hash_algo::blake2b_256, hash_algo::xxh3_128);
+  const std::size_t n = GENERATE(values<std::size_t>({0, 1, 3, 4, 5, 9, 14}));
+  CAPTURE(hash_algo_name(algo), n);
+  // Equal lengths (the encoder's stripes) and mixed ones (a last short chunk, empty chunks).
+  const auto buf = dtrain::test::pattern_bytes(200'000);
+  std::vector<std::span<const std::byte>> chunks;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t len = i % 5 == 3 ? 0 : (i % 4 == 2 ? 777 + i : 4096);
+    chunks.push_back(std::span(buf).subspan(i * 5000 + i % 3, len));
+  }
+  std::vector<chunk_digest> got(n);
+  hash_chunks(algo, chunks, got);
+  for (std::size_t i = 0; i < n; ++i) {
+    CAPTURE(i);
+    CHECK(got[i] == hash_chunk(algo, chunks[i]));
+  }
+  // A changed byte in one chunk changes that digest only.
+  if (n >= 4) {
+    auto copy = std::vector<std::byte>(chunks[1].begin(), chunks[1].end());
+    copy[copy.size() / 2] ^= std::byte{1};
+    auto altered = chunks;
+    altered[1] = copy;
+    std::vector<chunk_digest> again(n);
+    hash_chunks(algo, altered, again);
+    CHECK(again[1] != got[1]);
+    CHECK(again[0] == got[0]);
+    CHECK(again[2] == got[2]);
+  }
+}
+
 TEST_CASE("chunk_hasher: final() starts over, reset() forgets, algorithms differ") {
   const hash_algo algo = GENERATE(hash_algo::blake2b_256, hash_algo::xxh3_128);
   CAPTURE(hash_algo_name(algo));

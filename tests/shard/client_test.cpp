@@ -244,6 +244,99 @@ TEST_CASE("client: a dead relay's chunks are rebuilt from parity without waiting
   check_output(w, 1, w.data);
 }
 
+TEST_CASE("client: a client remembers a dead relay across fetches, and retries it later") {
+  world w(40000, 4, 2, 1000);
+  const fs::path good_root = w.copy_relay("relay-good");
+  const auto good = w.serve(good_root);
+  const auto dead = w.serve(w.copy_relay("relay-dead"));
+  w.servers.back().stop();
+  auto o = w.options({dead, good});
+  o.keep_versions = 5;
+  o.down_retry_after = std::chrono::hours(1);
+  auto c = client::create(o);
+  REQUIRE(c.ok());
+  auto r1 = c->fetch(1);
+  REQUIRE(r1.ok());
+  CHECK(r1->chunks_from_parity > 0);
+  CHECK(r1->relays[0].down);
+  const auto failures_after_1 = r1->relays[0].failures;
+
+  const auto publish_next = [&](std::uint32_t seed) {
+    const auto next = dtrain::test::random_bytes(40000, seed);
+    const auto v = w.pub->publish(next);
+    REQUIRE(v.ok());
+    fs::copy(w.origin / ("v" + std::to_string(*v)), good_root / ("v" + std::to_string(*v)), fs::copy_options::recursive);
+    write_text(good_root / "latest", std::to_string(*v) + "\n");
+    return std::make_pair(*v, next);
+  };
+  // Version 2 through the same client: the dead relay is not tried again at all.
+  const auto [v2, data2] = publish_next(2);
+  auto r2 = c->fetch();
+  REQUIRE(r2.ok());
+  CHECK(r2->version == v2);
+  CHECK(r2->chunks_from_parity == 0);
+  CHECK(r2->retries == 0);
+  CHECK(r2->relays[0].down);
+  CHECK(r2->relays[0].failures == failures_after_1);  // scores carried over, nothing new
+  CHECK(r2->relays[1].requests > r1->relays[1].requests);
+  check_output(w, v2, data2);
+
+  // The free function starts fresh: it runs into the dead relay again.
+  const auto [v3, data3] = publish_next(3);
+  auto fresh = fetch(o, v3);
+  REQUIRE(fresh.ok());
+  CHECK(fresh->retries >= 1);
+  CHECK(fresh->relays[0].down);
+
+  // A client whose retry delay has passed gives the relay another chance.
+  o.down_retry_after = std::chrono::milliseconds(0);
+  auto c2 = client::create(o);
+  REQUIRE(c2.ok());
+  const auto [v4, data4] = publish_next(4);
+  auto r4 = c2->fetch(v4);
+  REQUIRE(r4.ok());
+  CHECK(r4->relays[0].down);
+  const auto [v5, data5] = publish_next(5);
+  auto r5 = c2->fetch(v5);
+  REQUIRE(r5.ok());
+  CHECK(r5->retries >= 1);  // revived before the fetch, tried, found down again
+  CHECK(r5->relays[0].failures > r4->relays[0].failures);
+  CHECK(r5->relays[0].down);
+  check_output(w, v5, data5);
+}
+
+TEST_CASE("client: stable only moves forward unless a rollback is allowed") {
+  world w(8000, 4, 2, 1000);
+  const fs::path root = w.copy_relay("relay-a");
+  const auto a = w.serve(root);
+  const auto v2 = dtrain::test::random_bytes(8000, 2);
+  REQUIRE(w.pub->publish(v2).ok());
+  fs::copy(w.origin / "v2", root / "v2", fs::copy_options::recursive);
+  write_text(root / "latest", "2\n");
+  auto o = w.options({a});
+  o.keep_versions = 1;
+  auto latest = fetch(o);
+  REQUIRE(latest.ok());
+  CHECK(latest->version == 2);
+  CHECK(latest->marked_stable);
+
+  // Version 1 on request: downloaded, but stable stays at 2 and nothing is pruned.
+  auto old = fetch(o, 1);
+  REQUIRE(old.ok());
+  CHECK_FALSE(old->marked_stable);
+  CHECK(read_text(w.out() / "stable") == "2\n");
+  CHECK(*read_bytes(w.out() / "v1" / "checkpoint") == w.data);
+  CHECK(*read_bytes(w.out() / "v2" / "checkpoint") == v2);
+
+  // A deliberate rollback moves stable back and prunes to keep_versions.
+  o.allow_rollback = true;
+  auto back = fetch(o, 1);
+  REQUIRE(back.ok());
+  CHECK(back->marked_stable);
+  check_output(w, 1, w.data);
+  CHECK_FALSE(fs::exists(w.out() / "v2"));
+}
+
 TEST_CASE("client: requests to a relay that never answers are hedged on another relay") {
   // A listening socket that never accepts: connections complete in the kernel's backlog,
   // requests are sent, no byte ever comes back.

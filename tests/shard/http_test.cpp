@@ -136,6 +136,64 @@ TEST_CASE("http: whole files and ranges from nginx") {
   }
 }
 
+TEST_CASE("http: bodies written straight into caller memory") {
+  fixture fx;
+  auto f = http_fetcher::create(4).value();
+  const std::size_t n = fx.data.size();
+
+  SECTION("a range into an exact buffer, a whole file into a larger one") {
+    std::vector<std::byte> dst(70'000, std::byte{0x5a});
+    auto q = req(fx.url("file.bin"), byte_range{123'457, 65'536});
+    q.into = std::span(dst).subspan(100, 65'536);
+    auto r = f.get(q).value();
+    INFO(r.st.to_string());
+    REQUIRE(r.st.ok());
+    CHECK(r.body.empty());
+    CHECK(r.body_size == 65'536);
+    CHECK(std::equal(dst.begin() + 100, dst.begin() + 100 + 65'536, fx.data.begin() + 123'457));
+    CHECK(dst[99] == std::byte{0x5a});  // nothing outside the span
+    CHECK(dst[100 + 65'536] == std::byte{0x5a});
+
+    std::vector<std::byte> whole(n + 10);
+    auto w = req(fx.url("file.bin"));
+    w.into = whole;
+    r = f.get(w).value();
+    REQUIRE(r.st.ok());
+    CHECK(r.body_size == n);
+    CHECK(std::equal(fx.data.begin(), fx.data.end(), whole.begin()));
+  }
+  SECTION("a body longer than the buffer is data_loss, and nothing is written past it") {
+    std::vector<std::byte> dst(n, std::byte{0});
+    auto q = req(fx.url("file.bin"));
+    q.into = std::span(dst).first(n - 1);
+    auto r = f.get(q).value();
+    CHECK(r.st.code() == status_code::data_loss);
+    CHECK(dst[n - 1] == std::byte{0});
+  }
+  SECTION("many ranges into one buffer, in parallel") {
+    std::vector<std::byte> dst(n);
+    const std::size_t piece = 65'536;
+    std::size_t started = 0;
+    for (std::size_t off = 0; off < n; off += piece) {
+      auto q = req(fx.url("file.bin"), byte_range{off, std::min(piece, n - off)});
+      q.into = std::span(dst).subspan(off, std::min(piece, n - off));
+      f.start(q);
+      ++started;
+    }
+    std::size_t ok = 0;
+    for (int rounds = 0; f.in_flight() > 0 && rounds < 1000; ++rounds)
+      for (auto& r : f.poll(1s)) ok += r.st.ok() ? 1 : 0;
+    CHECK(ok == started);
+    CHECK(dst == fx.data);
+  }
+  SECTION("without a buffer, body_size is the body's length") {
+    auto r = f.get(req(fx.url("file.bin"), byte_range{5, 1000})).value();
+    REQUIRE(r.st.ok());
+    CHECK(r.body_size == 1000);
+    CHECK(r.body.size() == 1000);
+  }
+}
+
 TEST_CASE("http: error mapping") {
   fixture fx;
   auto f = http_fetcher::create(4).value();

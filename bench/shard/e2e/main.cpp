@@ -415,47 +415,60 @@ bool run_cell(const settings& st, std::uint64_t size, const config& c, const std
     };
     if (!check_curl(g)) return false;
     rr.curl_par = g.seconds;
-    // 4. dtrain clients, one process each, through both relays.
-    cmds.clear();
+    // 4 and 5: the dtrain clients and the curls writing files, in alternating order (even
+    // reps fetch first). Each group deletes its own outputs from the previous rep just
+    // before it starts, so both write into memory the kernel freed just before: on a VM
+    // whose host backs guest memory lazily, writing into long-unused pages costs a host
+    // fault per page, and whichever group ran right after the other's files were
+    // deleted would otherwise get the warm pages (docs/shard_bench.md "Method").
     std::vector<fs::path> outs;
-    for (std::size_t i = 0; i < st.clients; ++i) {
-      outs.push_back(dir / ("client" + std::to_string(i)));
-      remove_quiet(outs.back());
-      cmds.push_back({st.self, "--client", "--relays", relay_list, "--key", ident.id().hex(), "--out",
-                      outs.back().string(), "--version", std::to_string(*v), "--parallel", std::to_string(st.parallel),
-                      "--split", std::to_string(st.split),
-                      "--seed", std::to_string(rep * 100 + i)});
-    }
-    g = run_group(cmds);
-    rr.fetch = g.seconds;
-    rr.fetch_user = g.cpu_user;
-    rr.fetch_sys = g.cpu_sys;
-    if (!g.ok) {
-      for (const auto& o : g.outputs) std::fprintf(stderr, "%s", o.c_str());
-      return false;
-    }
-    if (rep == 0) std::printf("    client 0: %s", g.outputs[0].c_str());
-    for (const auto& o : outs)
-      if (!same_as(o / ("v" + std::to_string(*v)) / "checkpoint", data)) {
-        std::fprintf(stderr, "client output differs from the checkpoint: %s\n", o.c_str());
+    for (std::size_t i = 0; i < st.clients; ++i) outs.push_back(dir / ("client" + std::to_string(i)));
+    std::vector<fs::path> files;
+    for (std::size_t i = 0; i < st.clients; ++i) files.push_back(dir / ("curl" + std::to_string(i) + ".bin"));
+    const auto run_fetch = [&]() -> bool {
+      cmds.clear();
+      for (std::size_t i = 0; i < st.clients; ++i) {
+        remove_quiet(outs[i]);
+        cmds.push_back({st.self, "--client", "--relays", relay_list, "--key", ident.id().hex(), "--out",
+                        outs[i].string(), "--version", std::to_string(*v), "--parallel", std::to_string(st.parallel),
+                        "--split", std::to_string(st.split), "--seed", std::to_string(rep * 100 + i)});
+      }
+      g = run_group(cmds);
+      rr.fetch = g.seconds;
+      rr.fetch_user = g.cpu_user;
+      rr.fetch_sys = g.cpu_sys;
+      if (!g.ok) {
+        for (const auto& o : g.outputs) std::fprintf(stderr, "%s", o.c_str());
         return false;
       }
-    for (const auto& o : outs) remove_quiet(o);
-    // 5. baseline to files (each fsynced after curl exits, as fetch() fsyncs).
-    cmds.clear();
-    std::vector<fs::path> files;
-    for (std::size_t i = 0; i < st.clients; ++i) {
-      files.push_back(dir / ("curl" + std::to_string(i) + ".bin"));
-      cmds.push_back(curl_argv(i, files.back().string()));
+      if (rep == 0) std::printf("    client 0: %s", g.outputs[0].c_str());
+      for (const auto& o : outs)
+        if (!same_as(o / ("v" + std::to_string(*v)) / "checkpoint", data)) {
+          std::fprintf(stderr, "client output differs from the checkpoint: %s\n", o.c_str());
+          return false;
+        }
+      return true;
+    };
+    const auto run_curl_files = [&]() -> bool {
+      // Each file is fsynced after its curl exits, as fetch() fsyncs its output.
+      cmds.clear();
+      for (std::size_t i = 0; i < st.clients; ++i) {
+        remove_quiet(files[i]);
+        cmds.push_back(curl_argv(i, files[i].string()));
+      }
+      t0 = clk::now();
+      g = run_group(cmds);
+      for (const auto& f : files) g.ok = fsync_file(f) && g.ok;
+      rr.curl_par_file = secs(t0, clk::now());
+      rr.curl_file_user = g.cpu_user;
+      rr.curl_file_sys = g.cpu_sys;
+      return check_curl(g);
+    };
+    if (rep % 2 == 0) {
+      if (!run_fetch() || !run_curl_files()) return false;
+    } else {
+      if (!run_curl_files() || !run_fetch()) return false;
     }
-    t0 = clk::now();
-    g = run_group(cmds);
-    for (const auto& f : files) g.ok = fsync_file(f) && g.ok;
-    rr.curl_par_file = secs(t0, clk::now());
-    rr.curl_file_user = g.cpu_user;
-    rr.curl_file_sys = g.cpu_sys;
-    if (!check_curl(g)) return false;
-    for (const auto& f : files) remove_quiet(f);
     // 6. baseline: one curl alone.
     g = run_group({curl_argv(0, "/dev/null")});
     if (!check_curl(g)) return false;

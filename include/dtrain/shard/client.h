@@ -47,6 +47,14 @@ struct fetch_options {
   std::chrono::milliseconds connect_timeout{3000};   ///< per request
   /// Complete version directories kept in out_dir (the new stable one included; >= 1).
   std::size_t keep_versions = 3;
+  /// <out>/stable only moves forward: fetching a version older than the one it names
+  /// downloads it but leaves stable (and every version directory) alone, unless this is
+  /// set (a deliberate rollback).
+  bool allow_rollback = false;
+  /// With a `client`: a relay found down (connection refused or reset) is left out of that
+  /// client's later fetches for this long, then tried again. The free function fetch()
+  /// starts fresh every call.
+  std::chrono::milliseconds down_retry_after{30000};
   /// Seeds the weighted relay choice (reproducible runs).
   std::uint64_t seed = 0;
   /// Polled between events: returning true stops the fetch (cancelled), leaving the
@@ -62,12 +70,17 @@ struct fetch_report {
   std::size_t chunks_from_parity = 0;  ///< data chunks rebuilt from parity instead of fetched
   std::size_t hedged = 0;              ///< duplicate requests started by hedging
   std::size_t retries = 0;             ///< failed or rejected requests (each led to a retry or a replacement)
-  std::vector<relay_score> relays;     ///< in fetch_options::relays order
+  /// In fetch_options::relays order. With a `client`, the scores and counters carry over
+  /// from its earlier fetches (cumulative); with the free function fetch(), this call's.
+  std::vector<relay_score> relays;
   std::vector<std::pair<std::string, std::size_t>> bad_chunks;   ///< relay url, chunk index (digest mismatch)
   std::vector<std::pair<std::string, std::string>> bad_manifests; ///< relay url, why its manifest was rejected
   double seconds = 0;
   bool resumed = false;  ///< a valid resume file supplied verified chunks
   bool already_present = false;  ///< <out>/v<N> already held this manifest's version: nothing fetched
+  /// <out>/stable names this version now; false when it names a newer one and
+  /// allow_rollback is off (the version is downloaded, nothing is pruned).
+  bool marked_stable = false;
 };
 
 /// The highest version that some relay advertises in `latest` AND for which some relay
@@ -93,5 +106,31 @@ result<std::uint64_t> latest_version(const fetch_options& opts);
 /// max_attempts_per_chunk times and parity cannot stand in; cancelled by should_stop or
 /// stop_after_chunks; the file system's errors (as unavailable / resource_exhausted).
 result<fetch_report> fetch(const fetch_options& opts, std::optional<std::uint64_t> version = {});
+
+/// A client for repeated fetches (one per outer step): what it measured about the relays
+/// (scores, bandwidth, which are down, request times for hedging) carries over from one
+/// fetch to the next, so a relay that died is not tried again on every version
+/// (fetch_options::down_retry_after) and the fastest relays get the traffic from the
+/// first request on. Movable; not thread-safe (one fetch at a time).
+class client {
+ public:
+  /// Errors: invalid_argument for bad options (as fetch()).
+  static result<client> create(fetch_options opts);
+
+  /// As the free functions, with this client's options and relay memory.
+  result<std::uint64_t> latest_version();
+  result<fetch_report> fetch(std::optional<std::uint64_t> version = {});
+
+  /// The relay scores so far, in fetch_options::relays order.
+  const std::vector<relay_score>& relay_scores() const noexcept { return board_.scores(); }
+  const fetch_options& options() const noexcept { return o_; }
+
+ private:
+  client(fetch_options o, relay_scoreboard b) : o_(std::move(o)), board_(std::move(b)) {}
+  fetch_options o_;
+  relay_scoreboard board_;
+  request_timer timer_;
+  std::vector<std::optional<std::chrono::steady_clock::time_point>> down_since_;
+};
 
 }  // namespace dtrain::shard

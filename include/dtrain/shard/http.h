@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,13 @@ struct http_request {
   /// A longer body is data_loss, detected while it arrives (a hostile server cannot make
   /// us allocate more than this).
   std::uint64_t max_bytes = std::uint64_t{1} << 32;
+  /// Optional caller-owned destination: the body is written straight into this memory
+  /// (no allocation, no copy) instead of http_result::body, and a body longer than
+  /// into.size() is data_loss like one longer than max_bytes. The memory must stay
+  /// valid and untouched by the caller until poll() or get() returns this request's
+  /// result, cancel() is called on it, or the fetcher is destroyed; after a failure its
+  /// contents are unspecified (partial bytes).
+  std::span<std::byte> into;
 };
 
 struct http_result {
@@ -47,7 +55,8 @@ struct http_result {
   ///  - invalid_argument: a malformed URL, an unsupported scheme, a range of length 0.
   dtrain::status st;
   long http_status = 0;          ///< 0 when no response arrived
-  std::vector<std::byte> body;   ///< the body when st is ok; empty or partial otherwise
+  std::vector<std::byte> body;   ///< the body when st is ok and no `into` was given; empty otherwise
+  std::uint64_t body_size = 0;   ///< bytes of the body received (in `body` or in `into`)
   double seconds = 0;            ///< wall time from when the transfer left the queue to its completion
 };
 

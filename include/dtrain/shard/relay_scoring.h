@@ -26,7 +26,7 @@ struct relay_score {
   std::uint64_t failures = 0;    ///< failed requests, bad chunks included
   std::uint64_t bad_chunks = 0;  ///< chunks (or ranges of chunks) that failed their digest
   std::uint64_t bytes = 0;       ///< body bytes received from it
-  bool down = false;             ///< marked down (connection refused/reset): not used again
+  bool down = false;             ///< marked down (connection refused/reset): not used again until revived
 };
 
 /// The scores of a fetch's relays and the weighted choice between them. Not thread-safe.
@@ -67,6 +67,9 @@ class relay_scoreboard {
   }
   /// r is unreachable: pick() never returns it again.
   void mark_down(std::size_t r) noexcept { scores_[r].down = true; }
+  /// r may be picked again (a client retrying a relay some time after it went down); its
+  /// scores stay as they were, so it wins traffic back only as its requests succeed.
+  void revive(std::size_t r) noexcept { scores_[r].down = false; }
   bool up(std::size_t r) const noexcept { return !scores_[r].down; }
   std::size_t up_count() const noexcept;
 
