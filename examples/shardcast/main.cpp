@@ -9,6 +9,7 @@
 //   dtrain_shardcast                                   # 6 outer steps, 3 peers, 2 relays
 //   dtrain_shardcast --kill-relay-at 3 --corrupt-relay # faults; exit 1 if a peer ends wrong
 //   dtrain_shardcast --rs 4,2 --peers 4 --outer-steps 10
+//   dtrain_shardcast --delta                           # versions 2.. delta-coded against the previous one
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -69,14 +70,16 @@ struct options {
   std::uint64_t chunk_size = 16384;
   std::string workdir;
   bool quiet = false;
+  bool delta = false;
 };
 
 void usage() {
   std::fprintf(stderr,
                "usage: dtrain_shardcast [--outer-steps N] [--peers N] [--relays N] [--kill-relay-at V] [--corrupt-relay]\n"
                "                        [--rs K,M] [--workers K] [--H H] [--batch B] [--lr LR] [--seed S]\n"
-               "                        [--chunk-size BYTES] [--workdir DIR] [--quiet]\n"
+               "                        [--chunk-size BYTES] [--workdir DIR] [--quiet] [--delta]\n"
                "  --quiet             print failed peer fetches only, not one line per peer and version\n"
+               "  --delta             publish each version delta-coded (XOR + zstd) against the previous one\n"
                "  --kill-relay-at V   stop relay 0's nginx just before version V is published\n"
                "  --corrupt-relay     the last relay serves one data chunk with a flipped byte in every version\n"
                "  --rs K,M            Reed-Solomon data,parity chunks per stripe (0,0: no parity)\n");
@@ -87,6 +90,7 @@ bool parse(int argc, char** argv, options& o) {
     const std::string k = argv[i];
     if (k == "--corrupt-relay") { o.corrupt_relay = true; continue; }
     if (k == "--quiet") { o.quiet = true; continue; }
+    if (k == "--delta") { o.delta = true; continue; }
     if (k == "--help" || k == "-h" || i + 1 >= argc) { usage(); return false; }
     const std::string v = argv[++i];
     if (k == "--workdir") { o.workdir = v; continue; }
@@ -281,6 +285,22 @@ void peer_main(std::size_t id, const options& o, board& b, const std::vector<std
                const dtrain::crypto::peer_id& origin, const fs::path& out_dir, const dtrain::testbed::gpt_config& mc,
                const dtrain::testbed::data_source& data) {
   auto m = dtrain::testbed::tiny_gpt::create(mc);
+  // One client for the whole run: what it learns about the relays (speed, a dead one)
+  // carries over from version to version.
+  sh::fetch_options fo;
+  fo.relays = relay_urls;
+  fo.trusted_origins = {origin};
+  fo.out_dir = out_dir;
+  fo.keep_versions = 2;  // the previous version stays: the base of a delta-coded one
+  fo.request_timeout = std::chrono::milliseconds(5000);
+  fo.connect_timeout = std::chrono::milliseconds(1000);
+  fo.seed = id * 1000;
+  auto cl = sh::client::create(fo);
+  if (!cl.ok()) {
+    std::fprintf(stderr, "peer %zu: %s\n", id, cl.status().to_string().c_str());
+    return;
+  }
+  std::vector<std::uint64_t> bad_before(relay_urls.size(), 0);
   for (std::uint64_t v = 1; v <= o.outer_steps; ++v) {
     {
       std::unique_lock lock(b.mu);
@@ -288,18 +308,10 @@ void peer_main(std::size_t id, const options& o, board& b, const std::vector<std
       if (b.stop && b.announced < v) return;
     }
     peer_line line;
-    sh::fetch_options fo;
-    fo.relays = relay_urls;
-    fo.trusted_origins = {origin};
-    fo.out_dir = out_dir;
-    fo.keep_versions = 2;
-    fo.request_timeout = std::chrono::milliseconds(5000);
-    fo.connect_timeout = std::chrono::milliseconds(1000);
-    fo.seed = id * 1000 + v;
     const auto t0 = clk::now();
     dtrain::result<sh::fetch_report> r = dtrain::unavailable("not tried");
     for (int attempt = 0; attempt < 20; ++attempt) {
-      r = sh::fetch(fo, v);
+      r = cl->fetch(v);
       if (r.ok()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -311,7 +323,10 @@ void peer_main(std::size_t id, const options& o, board& b, const std::vector<std
       line.from_parity = r->chunks_from_parity;
       line.hedged = r->hedged;
       line.retries = r->retries;
-      for (const auto& s : r->relays) line.bad_per_relay.push_back(s.bad_chunks);
+      for (std::size_t i = 0; i < r->relays.size(); ++i) {  // the client's counts are cumulative
+        line.bad_per_relay.push_back(r->relays[i].bad_chunks - bad_before[i]);
+        bad_before[i] = r->relays[i].bad_chunks;
+      }
       const fs::path vdir = out_dir / ("v" + std::to_string(v));
       auto man = sh::open_manifest(read_all(vdir / "manifest"), std::span(&origin, 1));
       const auto ckpt = read_all(vdir / "checkpoint");
@@ -400,6 +415,7 @@ int main(int argc, char** argv) {
   enc.k = o.k;
   enc.m = o.m;
   sh::publisher_options po{.root = work / "origin", .origin = origin_key, .keep_versions = 3, .encoding = enc};
+  po.delta_from_previous = o.delta;
   auto pub = sh::publisher::create(po);
   if (!pub.ok()) {
     std::fprintf(stderr, "publisher: %s\n", pub.status().to_string().c_str());

@@ -49,30 +49,39 @@ result<std::uint64_t> publisher::publish_tensors(std::span<const tensor_desc> te
   return publish_tensors(tensors, bytes, *v);
 }
 
-namespace {
-
-encode_options options_for(const encode_options& base, std::uint64_t version) {
-  encode_options o = base;
+encode_options publisher::options_for(std::uint64_t version) const {
+  encode_options o = opts_.encoding;
   o.version = version;
   if (o.created_unix == 0) o.created_unix = static_cast<std::uint64_t>(std::time(nullptr));
+  o.delta_base.reset();
+  if (opts_.delta_from_previous && previous_version_ != 0 && previous_version_ < version)
+    o.delta_base = delta_reference{previous_version_, previous_};
   return o;
 }
 
-}  // namespace
+void publisher::remember(std::span<const std::byte> bytes, std::uint64_t version) {
+  if (!opts_.delta_from_previous) return;
+  previous_.assign(bytes.begin(), bytes.end());
+  previous_version_ = version;
+}
 
 result<std::uint64_t> publisher::publish(std::span<const std::byte> checkpoint_bytes, std::uint64_t version) {
   if (version == 0) return invalid_argument("publisher: version 0");
-  auto enc = encode(checkpoint_bytes, options_for(opts_.encoding, version));
+  auto enc = encode(checkpoint_bytes, options_for(version));
   if (!enc.ok()) return std::move(enc).status();
-  return write(*enc, version);
+  auto v = write(*enc, version);
+  if (v.ok()) remember(checkpoint_bytes, version);
+  return v;
 }
 
 result<std::uint64_t> publisher::publish_tensors(std::span<const tensor_desc> tensors,
                                                  std::span<const std::byte> bytes, std::uint64_t version) {
   if (version == 0) return invalid_argument("publisher: version 0");
-  auto enc = encode_tensors(tensors, bytes, options_for(opts_.encoding, version));
+  auto enc = encode_tensors(tensors, bytes, options_for(version));
   if (!enc.ok()) return std::move(enc).status();
-  return write(*enc, version);
+  auto v = write(*enc, version);
+  if (v.ok()) remember(bytes, version);
+  return v;
 }
 
 result<std::uint64_t> publisher::write(const encoded_checkpoint& enc, std::uint64_t version) {

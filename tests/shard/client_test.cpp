@@ -541,6 +541,61 @@ TEST_CASE("client: stable moves only on success; the previous version stays when
   CHECK_FALSE(fs::exists(w.out() / "v1"));
 }
 
+TEST_CASE("client: a publisher delta-codes each version against the previous one") {
+  temp_dir tmp;
+  const auto key = test_key(1);
+  const fs::path root = tmp.path() / "origin";
+  encode_options enc;
+  enc.chunk_size = 1000;
+  enc.k = 4;
+  enc.m = 2;
+  publisher_options po{root, key, 3, enc};
+  po.delta_from_previous = true;
+  std::optional<publisher> pub;
+  pub.emplace(publisher::create(po).value());
+  auto srv = nginx_server::start(root);
+  REQUIRE(srv.ok());
+  fetch_options o;
+  o.relays = {srv->url()};
+  o.trusted_origins = {key.id()};
+  o.out_dir = tmp.path() / "out";
+  auto c = client::create(o);
+  REQUIRE(c.ok());
+  const std::vector<crypto::peer_id> trusted = {key.id()};
+  const auto manifest_of = [&](std::uint64_t v) {
+    return open_manifest(read_bytes(root / ("v" + std::to_string(v)) / "manifest").value(), trusted).value();
+  };
+
+  auto data = dtrain::test::random_bytes(20000, 5);
+  for (std::uint64_t v = 1; v <= 3; ++v) {
+    CAPTURE(v);
+    if (v > 1)
+      for (std::size_t i = v; i < data.size(); i += 1013) data[i] ^= std::byte{0x11};  // a training step's change
+    REQUIRE(pub->publish(data).value() == v);
+    const manifest man = manifest_of(v);
+    if (v == 1) {
+      CHECK(man.delta == delta_codec::none);  // nothing to code against yet
+    } else {
+      CHECK(man.delta == delta_codec::xor_zstd);
+      CHECK(man.delta_base == v - 1);
+    }
+    auto r = c->fetch();
+    INFO((r.ok() ? std::string("ok") : r.status().to_string()));
+    REQUIRE(r.ok());
+    CHECK(r->version == v);
+    if (v > 1) CHECK(r->bytes_downloaded < data.size() / 2);
+    CHECK(*read_bytes(o.out_dir / ("v" + std::to_string(v)) / "checkpoint") == data);
+  }
+  // A restarted publisher has no previous bytes: its first version goes out in full.
+  pub.reset();
+  auto again = publisher::create(po);
+  REQUIRE(again.ok());
+  REQUIRE(again->publish(data).value() == 4);
+  CHECK(manifest_of(4).delta == delta_codec::none);
+  REQUIRE(again->publish(data).value() == 5);
+  CHECK(manifest_of(5).delta_base == 4);
+}
+
 TEST_CASE("client: a delta-coded version decodes against the previous version in out_dir") {
   world w(20000, 4, 2, 1000);
   const fs::path root = w.copy_relay("relay-a");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <vector>
 
 #include "dtrain/core/status.h"
 #include "dtrain/crypto/identity.h"
@@ -21,8 +22,16 @@ struct publisher_options {
   crypto::identity origin;     ///< signs every manifest
   std::size_t keep_versions = 5;  ///< >= 1: version directories kept, the latest included
   /// Chunking, hashing and erasure parameters. `version` is ignored (the publisher sets
-  /// it); created_unix 0 means "now" (the system clock).
+  /// it); created_unix 0 means "now" (the system clock); delta_base is ignored (see
+  /// delta_from_previous).
   encode_options encoding;
+  /// Delta-code each version against the one this publisher object published just
+  /// before it (XOR + zstd at encoding.zstd_level, docs/shard.md "Delta coding"); the
+  /// publisher keeps a copy of the last checkpoint's bytes for that. The first version
+  /// after create() goes out in full. A client decodes a delta-coded version only with
+  /// the previous version in its out_dir (fetch() says failed_precondition otherwise),
+  /// so use it where every client fetches every version, as peers do at each outer step.
+  bool delta_from_previous = false;
 };
 
 /// Publishes checkpoint versions into a directory. Movable; not thread-safe (one thread
@@ -63,9 +72,13 @@ class publisher {
   explicit publisher(publisher_options opts) : opts_(std::move(opts)) {}
   result<std::uint64_t> next_version() const;
   result<std::uint64_t> write(const encoded_checkpoint& enc, std::uint64_t version);
+  encode_options options_for(std::uint64_t version) const;
+  void remember(std::span<const std::byte> bytes, std::uint64_t version);
 
   publisher_options opts_;
   std::uint64_t latest_ = 0;
+  std::vector<std::byte> previous_;  // delta_from_previous: the last published bytes
+  std::uint64_t previous_version_ = 0;  // 0: none (the next version goes out in full)
 };
 
 }  // namespace dtrain::shard
