@@ -154,65 +154,73 @@ http_request make_request(const fetch_options& o, std::string url, std::uint64_t
   return q;
 }
 
-result<manifest_pick> fetch_manifest(http_fetcher& f, const fetch_options& o, std::uint64_t version, bad_list& bad) {
+namespace {
+
+// Asks every relay for `path` at once and hands each answer to take(relay, result) as it
+// arrives; when take returns true the remaining requests are cancelled.
+template <class Take>
+void ask_every_relay(http_fetcher& f, const fetch_options& o, const std::string& path, std::uint64_t max_bytes,
+                     Take take) {
   std::unordered_map<std::uint64_t, std::size_t> pending;
-  for (std::size_t r = 0; r < o.relays.size(); ++r) {
-    const auto id = f.start(make_request(o, layout_url(o.relays[r], layout_manifest_path(version)), max_manifest_bytes));
-    pending.emplace(id, r);
-  }
-  status worst;
-  std::string why;
+  for (std::size_t r = 0; r < o.relays.size(); ++r)
+    pending.emplace(f.start(make_request(o, layout_url(o.relays[r], path), max_bytes)), r);
   while (!pending.empty()) {
     for (auto& res : f.poll(std::chrono::milliseconds(100))) {
       auto it = pending.find(res.id);
       if (it == pending.end()) continue;
       const std::size_t r = it->second;
       pending.erase(it);
-      status st = res.st;
-      if (st.ok()) {
-        auto opened = open_manifest(res.body, o.trusted_origins);
-        if (opened.ok() && opened->version != version) {
-          st = data_loss("manifest at v" + std::to_string(version) + " states version " + std::to_string(opened->version));
-        } else if (opened.ok()) {
-          for (const auto& p : pending) f.cancel(p.first);
-          return manifest_pick{std::move(opened).value(), std::move(res.body)};
-        } else {
-          st = opened.status();
-        }
-        bad.emplace_back(o.relays[r], st.to_string());
+      if (take(r, res)) {
+        for (const auto& p : pending) f.cancel(p.first);
+        return;
       }
-      why += (why.empty() ? "" : "; ") + o.relays[r] + ": " + st.to_string();
-      if (worst.ok() || error_rank(st.code()) > error_rank(worst.code())) worst = st;
     }
   }
+}
+
+}  // namespace
+
+result<manifest_pick> fetch_manifest(http_fetcher& f, const fetch_options& o, std::uint64_t version, bad_list& bad) {
+  std::optional<manifest_pick> pick;
+  status worst;
+  std::string why;
+  ask_every_relay(f, o, layout_manifest_path(version), max_manifest_bytes, [&](std::size_t r, http_result& res) {
+    status st = res.st;
+    if (st.ok()) {
+      auto opened = open_manifest(res.body, o.trusted_origins);
+      if (opened.ok() && opened->version == version) {
+        pick = manifest_pick{std::move(opened).value(), std::move(res.body)};
+        return true;
+      }
+      st = opened.ok() ? data_loss("manifest at v" + std::to_string(version) + " states version " +
+                                   std::to_string(opened->version))
+                       : opened.status();
+      bad.emplace_back(o.relays[r], st.to_string());
+    }
+    why += (why.empty() ? "" : "; ") + o.relays[r] + ": " + st.to_string();
+    if (worst.ok() || error_rank(st.code()) > error_rank(worst.code())) worst = st;
+    return false;
+  });
+  if (pick) return std::move(*pick);
   return make_status(worst.code(), "no relay served a valid manifest for version " + std::to_string(version) + " (" + why + ")");
 }
 
 result<manifest_pick> find_latest(http_fetcher& f, const fetch_options& o, bad_list& bad) {
-  std::unordered_map<std::uint64_t, std::size_t> pending;
-  for (std::size_t r = 0; r < o.relays.size(); ++r) {
-    pending.emplace(f.start(make_request(o, layout_url(o.relays[r], layout_latest_path()), max_latest_bytes)), r);
-  }
   std::vector<std::uint64_t> versions;
   std::string why;
-  while (!pending.empty()) {
-    for (auto& res : f.poll(std::chrono::milliseconds(100))) {
-      auto it = pending.find(res.id);
-      if (it == pending.end()) continue;
-      const std::size_t r = it->second;
-      pending.erase(it);
-      status st = res.st;
-      if (st.ok()) {
-        auto v = parse_latest(res.body);
-        if (v.ok()) {
-          versions.push_back(*v);
-          continue;
-        }
-        st = v.status();
+  ask_every_relay(f, o, layout_latest_path(), max_latest_bytes, [&](std::size_t r, http_result& res) {
+    status st = res.st;
+    if (st.ok()) {
+      auto v = parse_latest(res.body);
+      if (v.ok()) {
+        versions.push_back(*v);
+        return false;
       }
-      why += (why.empty() ? "" : "; ") + o.relays[r] + ": " + st.to_string();
+      st = v.status();
     }
-  }
+    why += (why.empty() ? "" : "; ") + o.relays[r] + ": " + st.to_string();
+    return false;
+  });
   if (versions.empty()) return unavailable("no relay answered latest (" + why + ")");
   std::sort(versions.begin(), versions.end(), std::greater<>());
   versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
@@ -232,17 +240,12 @@ status write_stable(const fs::path& out, std::uint64_t version) {
 }
 
 std::optional<std::uint64_t> read_stable(const fs::path& out) {
+  // The same form as a relay's `latest`: decimal digits and "\n".
   auto bytes = read_small_file(out / "stable", 32);
-  if (!bytes || bytes->size() < 2 || bytes->back() != std::byte{'\n'} || bytes->size() > 21) return std::nullopt;
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i + 1 < bytes->size(); ++i) {
-    const auto c = static_cast<char>((*bytes)[i]);
-    if (c < '0' || c > '9') return std::nullopt;
-    const std::uint64_t d = static_cast<std::uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
-    v = v * 10 + d;
-  }
-  return v;
+  if (!bytes) return std::nullopt;
+  auto v = parse_latest(*bytes);
+  if (!v.ok()) return std::nullopt;
+  return *v;
 }
 
 void prune_output(const fs::path& out, std::uint64_t current, std::size_t keep) {

@@ -1,18 +1,23 @@
-// libFuzzer target for the shard layer's decoders: open_manifest
-// (docs/formats/shard_manifest.md) and the streaming decoder's add_chunk (docs/shard.md
-// "Decoding"). Input: [mode byte][payload].
+// libFuzzer target for the shard layer's decoders and parsers: open_manifest
+// (docs/formats/shard_manifest.md), the streaming decoder's add_chunk and add_chunks
+// (docs/shard.md "Decoding"), delta frames, and the `latest` and resume files. Input: [mode byte][payload].
 //   mode bit 0 clear: open_manifest(payload) as received;
 //   mode bit 0 set:   the payload is a manifest body; the fuzzer writes its own key into
 //                     the origin field and appends its own signature, so the checks behind
 //                     the signature (consistency, Merkle root) see arbitrary bytes too;
 //   mode bit 1 set:   the payload also drives a decoder of a fixed RS(3,2) checkpoint as
 //                     records [u8 chunk index][u8 flags][u16 LE length][bytes]; flag bit 0
-//                     sends the true chunk instead of the bytes, bit 1 flips one byte of it;
+//                     sends the true chunk instead of the bytes, bit 1 flips one byte of it,
+//                     bit 2 queues the record for a batch (add_chunks, flushed at 4 records
+//                     and at the end) instead of adding it at once;
 //   mode bit 2 set:   the same records drive a decoder of a fixed delta-coded RS(3,2)
 //                     checkpoint (format 2, docs/shard.md "Delta coding") and its base;
 //   mode bit 3 set:   the payload is [u16 LE chunk length L][zstd frame]: delta_decode_chunk
 //                     with the cap L against a fixed base; a frame that decodes is then
-//                     put in a signed one-chunk delta manifest and fed to a decoder.
+//                     put in a signed one-chunk delta manifest and fed to a decoder;
+//   mode bit 4 set:   parse_latest(payload) (the `latest` and client `stable` files,
+//                     docs/formats/shard_layout.md);
+//   mode bit 5 set:   parse_resume(payload) (docs/formats/shard_resume.md).
 // The signing mode (bit 0) signs with the context of the format the payload's bytes 4..5 name.
 // Aborts on a contract violation:
 //   - open_manifest fails only with data_loss, unimplemented or permission_denied; a
@@ -22,9 +27,13 @@
 //   - add_chunk accepts bytes only when they are the true chunk; a rejected chunk is
 //     data_loss (or out_of_range for an index past the end) and is not held; whenever
 //     the decoder says complete, the output equals the checkpoint (delta-coded too);
+//     add_chunks returns one status per record under the same acceptance rules;
 //   - delta_decode_chunk fails only with data_loss; a frame it decodes is accepted by a
 //     decoder whose manifest states the decoded bytes' digest, which then writes exactly
-//     those bytes, and rejected (data_loss) when the plain digest is any other.
+//     those bytes, and rejected (data_loss) when the plain digest is any other;
+//   - parse_latest fails only with data_loss, parse_resume with data_loss or (a newer
+//     format version) unimplemented, and what they accept
+//     formats back (format_latest, encode_resume) to exactly the input bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -38,7 +47,9 @@
 #include "dtrain/shard/decoder.h"
 #include "dtrain/shard/delta.h"
 #include "dtrain/shard/encoder.h"
+#include "dtrain/shard/layout.h"
 #include "dtrain/shard/manifest.h"
+#include "dtrain/shard/resume.h"
 
 namespace {
 
@@ -146,6 +157,29 @@ void fuzz_decoder(std::span<const std::byte> payload, bool delta) {
   } f = delta ? view{delta_f.data, delta_f.enc} : view{plain_f.data, plain_f.enc};
   std::vector<std::byte> out(f.data.size());
   auto dec = (delta ? decoder::create(f.enc.man, out, delta_f.base) : decoder::create(f.enc.man, out)).value();
+  struct queued {
+    std::size_t index;
+    std::vector<std::byte> bytes;
+    bool is_true;
+  };
+  std::vector<queued> batch;
+  const auto check = [&](const status& st, bool is_true) {
+    if (st.ok() && !is_true) fail("add_chunk accepted bytes that are not the chunk");
+    if (!st.ok()) {
+      if (is_true) fail("add_chunk rejected the true chunk", st);
+      if (st.code() != status_code::data_loss && st.code() != status_code::out_of_range)
+        fail("add_chunk failed with an undocumented code", st);
+    }
+  };
+  const auto flush = [&] {
+    std::vector<decoder::chunk_input> in;
+    for (const auto& q : batch) in.push_back({q.index, q.bytes});
+    const auto st = dec.add_chunks(in);
+    if (st.size() != batch.size()) fail("add_chunks returned the wrong number of statuses");
+    for (std::size_t i = 0; i < batch.size(); ++i) check(st[i], batch[i].is_true);
+    batch.clear();
+    if (dec.complete() && out != f.data) fail("complete, but the output differs from the checkpoint");
+  };
   byte_reader r{payload};
   while (r.remaining() >= 4) {
     const std::size_t index = r.get<std::uint8_t>() % (f.enc.man.total_chunks() + 1);
@@ -164,16 +198,17 @@ void fuzz_decoder(std::span<const std::byte> payload, bool delta) {
     const bool is_true = index < f.enc.man.total_chunks() && std::span<const std::byte>(chunk).size() ==
                              f.enc.chunk(index).size() &&
                          std::memcmp(chunk.data(), f.enc.chunk(index).data(), chunk.size()) == 0;
-    const status st = dec.add_chunk(index, chunk);
-    if (st.ok() && !is_true) fail("add_chunk accepted bytes that are not the chunk");
-    if (!st.ok()) {
-      if (is_true) fail("add_chunk rejected the true chunk", st);
-      if (st.code() != status_code::data_loss && st.code() != status_code::out_of_range)
-        fail("add_chunk failed with an undocumented code", st);
-      if (!held && dec.has_chunk(index)) fail("a rejected chunk is held");
+    if ((flags & 4) != 0) {
+      batch.push_back({index, std::move(chunk), is_true});
+      if (batch.size() == 4) flush();
+      continue;
     }
+    const status st = dec.add_chunk(index, chunk);
+    check(st, is_true);
+    if (!st.ok() && !held && dec.has_chunk(index)) fail("a rejected chunk is held");
     if (dec.complete() && out != f.data) fail("complete, but the output differs from the checkpoint");
   }
+  flush();
 }
 
 // The fixed base of the frame mode: longer than some caps, shorter than others.
@@ -222,6 +257,26 @@ void fuzz_frame(std::span<const std::byte> payload) {
   if (bad.code() != status_code::data_loss || dec2.has_chunk(0)) fail("a wrong plain digest was not data_loss", bad);
 }
 
+void fuzz_small_files(std::span<const std::byte> payload, bool latest, bool resume) {
+  if (latest) {
+    auto v = parse_latest(payload);
+    if (!v.ok() && v.status().code() != status_code::data_loss) fail("parse_latest: undocumented code", v.status());
+    if (v.ok()) {
+      const std::string again = format_latest(*v);
+      if (!std::equal(payload.begin(), payload.end(), reinterpret_cast<const std::byte*>(again.data()),
+                      reinterpret_cast<const std::byte*>(again.data()) + again.size()))
+        fail("parse_latest accepted bytes that format_latest does not write");
+    }
+  }
+  if (resume) {
+    auto r = parse_resume(payload);
+    if (!r.ok() && r.status().code() != status_code::data_loss && r.status().code() != status_code::unimplemented)
+      fail("parse_resume: undocumented code", r.status());
+    if (r.ok() && encode_resume(*r) != std::vector<std::byte>(payload.begin(), payload.end()))
+      fail("parse_resume accepted bytes that encode_resume does not write");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -232,5 +287,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if ((mode & 2) != 0) fuzz_decoder(payload, false);
   if ((mode & 4) != 0) fuzz_decoder(payload, true);
   if ((mode & 8) != 0) fuzz_frame(payload);
+  if ((mode & 48) != 0) fuzz_small_files(payload, (mode & 16) != 0, (mode & 32) != 0);
   return 0;
 }

@@ -1,18 +1,24 @@
 // The relay against real nginx servers on 127.0.0.1: origin dir served by nginx A, the
 // relay mirroring A into a dir served by nginx B. B equals A byte for byte; forged,
-// tampered and replayed manifests are rejected with B unchanged; a corrupted chunk is
-// detected, named and never served by B; retention; a dead upstream; a relay of a
-// relay; run() until stopped.
+// tampered and replayed manifests are rejected with B unchanged; without parity a
+// corrupted chunk is detected, named and never served by B; with parity chunks upstream
+// fails to deliver (bad bytes, 404) are rebuilt, delta-coded versions included, unless a
+// stripe lost more than m or the origin signed inconsistent parity; retention; a dead
+// upstream; a relay of a relay; run() until stopped.
 #include "dtrain/shard/relay.h"
 
 #include <catch2/catch.hpp>
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "common/test_bytes.h"
+#include "dtrain/shard/chunk_hash.h"
+#include "dtrain/shard/encoder.h"
 #include "dtrain/shard/layout.h"
+#include "dtrain/shard/manifest.h"
 #include "dtrain/shard/origin.h"
 #include "shard/nginx_util.h"
 
@@ -34,11 +40,13 @@ std::vector<std::byte> content_of(std::uint64_t version) {
   return dtrain::test::random_bytes(20'000 + version * 1'013, version);
 }
 
-publisher_options origin_options(const fs::path& root, std::uint8_t key = 1, std::size_t keep = 5) {
+// RS(4, 2) over 2 KiB chunks unless told otherwise (m = 0: no parity).
+publisher_options origin_options(const fs::path& root, std::uint8_t key = 1, std::size_t keep = 5,
+                                 std::size_t m = 2) {
   encode_options enc;
   enc.chunk_size = 2048;
-  enc.k = 4;
-  enc.m = 2;
+  enc.k = m > 0 ? 4 : 0;
+  enc.m = m;
   enc.created_unix = 1700000000;
   return publisher_options{root, test_key(key), keep, enc};
 }
@@ -74,13 +82,21 @@ nginx_server serve(const fs::path& root) {
   return std::move(s).value();
 }
 
+publisher make_publisher(const fs::path& root, std::size_t m, bool delta) {
+  publisher_options o = origin_options(root, 1, 5, m);
+  o.delta_from_previous = delta;
+  return publisher::create(std::move(o)).value();
+}
+
 struct setup {
+  explicit setup(std::size_t m = 2, bool delta = false) : pub(make_publisher(a, m, delta)) {}
+
   temp_dir dir;
   fs::path a = dir.path() / "origin";
   fs::path b = dir.path() / "relay";
   nginx_server nginx_a = serve(a);
   nginx_server nginx_b = serve(b);
-  publisher pub = publisher::create(origin_options(a)).value();
+  publisher pub;
 
   relay_options relay_opts(std::size_t keep = 5) const {
     relay_options o;
@@ -93,6 +109,29 @@ struct setup {
     return o;
   }
 };
+
+std::vector<std::byte> file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  const std::string str((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto* b = reinterpret_cast<const std::byte*>(str.data());
+  return {b, b + str.size()};
+}
+
+manifest manifest_of(const fs::path& root, std::uint64_t version) {
+  return open_manifest(file_bytes(root / layout_manifest_path(version)), {}).value();
+}
+
+// Ways upstream fails to deliver a chunk: bad bytes of three kinds, or no file (404).
+enum class damage { flip, longer, truncate, remove };
+
+void spoil(const fs::path& p, damage d) {
+  switch (d) {
+    case damage::flip: flip_byte(p, fs::file_size(p) / 2); break;
+    case damage::longer: std::ofstream(p, std::ios::app | std::ios::binary) << "x"; break;
+    case damage::truncate: fs::resize_file(p, fs::file_size(p) - 1); break;
+    case damage::remove: fs::remove(p); break;
+  }
+}
 
 http_result fetch(const std::string& url) {
   auto f = http_fetcher::create(1).value();
@@ -182,8 +221,8 @@ TEST_CASE("relay: forged, tampered and replayed manifests are rejected; the rela
   CHECK(fetch(layout_url(s.nginx_b.url(), layout_manifest_path(2))).http_status == 404);
 }
 
-TEST_CASE("relay: a corrupted chunk upstream is detected, named and never served") {
-  setup s;
+TEST_CASE("relay: without parity (m = 0) a corrupted chunk upstream is detected, named and never served") {
+  setup s(0);
   auto opts = s.relay_opts();
   opts.chunk_attempts = 2;
   auto rel = relay::create(opts).value();
@@ -198,10 +237,13 @@ TEST_CASE("relay: a corrupted chunk upstream is detected, named and never served
   SECTION("a truncated chunk") { fs::resize_file(bad, 10); }
   SECTION("a missing chunk") { fs::remove(bad); }
 
+  REQUIRE(manifest_of(s.a, 2).m == 0);
+
   auto r = rel.sync_once();
   INFO(r.status().to_string());
   CHECK_FALSE(r.ok());
   CHECK(r.status().message().find("chunk 3 of v2") != std::string::npos);
+  CHECK(r.status().message().find("stripe") == std::string::npos);  // no rebuild attempted
   if (fs::exists(bad)) CHECK(r.status().code() == status_code::data_loss);
   CHECK(rel.latest() == 1);
   CHECK(fetch(layout_url(s.nginx_b.url(), layout_chunk_path(2, 3))).http_status == 404);
@@ -215,6 +257,190 @@ TEST_CASE("relay: a corrupted chunk upstream is detected, named and never served
   REQUIRE(ok.ok());
   CHECK(ok->version == 2);
   CHECK(tree(s.b, true) == tree(s.a, true));
+}
+
+// v2 = content_of(2) under RS(4, 2), 2 KiB chunks: 22,026 bytes in 11 data chunks (the
+// last one 1,546 bytes), stripes {0-3}, {4-7} and the short {8-10}; parity 11-16
+// (stripe s's parity j at 11 + 2s + j).
+TEST_CASE("relay: with parity a chunk upstream fails to deliver is rebuilt, verified and served") {
+  setup s;
+  auto opts = s.relay_opts();
+  opts.chunk_attempts = 2;
+  auto rel = relay::create(opts).value();
+  REQUIRE(s.pub.publish(content_of(1)).ok());
+  REQUIRE(rel.sync_once().ok());
+  REQUIRE(s.pub.publish(content_of(2)).ok());
+  const manifest man = manifest_of(s.a, 2);
+  REQUIRE(man.total_chunks() == 17);
+  REQUIRE(man.chunk_length(10) == 1546);  // zero-padded to 2048 in its stripe
+
+  // A full data chunk, the short last data chunk of the short stripe, a parity chunk of
+  // stripe 0 and one of the short stripe.
+  const std::size_t idx = GENERATE(3u, 10u, 11u, 16u);
+  const auto how = GENERATE(damage::flip, damage::longer, damage::truncate, damage::remove);
+  CAPTURE(idx, static_cast<int>(how));
+  const std::string rel_path = layout_chunk_path(2, idx);
+  const auto good = file_bytes(s.a / rel_path);
+  spoil(s.a / rel_path, how);
+
+  auto r = rel.sync_once();
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  CHECK(r->updated);
+  CHECK(r->version == 2);
+  CHECK(r->chunks_rebuilt == 1);
+  CHECK(r->chunks_fetched == 16);
+  if (how == damage::remove) {
+    CHECK(r->bad_chunks == 0);  // a 404 is a transfer error, not a bad chunk
+  } else {
+    CHECK(r->bad_chunks >= 1);
+  }
+  CHECK(r->retries >= 1);  // chunk_attempts were used before rebuilding
+  CHECK(file_bytes(s.b / rel_path) == good);
+  CHECK(fetch(layout_url(s.nginx_b.url(), rel_path)).body == good);  // clients get good bytes
+
+  // Apart from the chunk the origin spoiled, the relay equals the origin byte for byte.
+  fs::remove(s.a / rel_path);
+  std::ofstream(s.a / rel_path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(good.data()), static_cast<std::streamsize>(good.size()));
+  CHECK(tree(s.b, true) == tree(s.a, true));
+}
+
+TEST_CASE("relay: up to m lost chunks in every stripe, data and parity together, are rebuilt") {
+  setup s;
+  auto opts = s.relay_opts();
+  opts.chunk_attempts = 1;
+  auto rel = relay::create(opts).value();
+  REQUIRE(s.pub.publish(content_of(2)).ok());
+  const auto origin = tree(s.a, true);
+  // Stripe 0: a data chunk and a parity chunk (reconstruct, then encode); stripe 1: two
+  // data chunks; the short stripe 2: its short data chunk and a parity chunk.
+  const std::map<std::size_t, damage> lost{{1, damage::flip},    {12, damage::remove}, {4, damage::truncate},
+                                           {7, damage::longer},  {10, damage::flip},   {15, damage::remove}};
+  for (const auto& [i, how] : lost) spoil(s.a / layout_chunk_path(1, i), how);
+
+  auto r = rel.sync_once();
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  CHECK(r->chunks_rebuilt == 6);
+  CHECK(r->chunks_fetched == 11);
+  CHECK(r->bad_chunks == 4);
+  CHECK(tree(s.b, true) == origin);
+}
+
+TEST_CASE("relay: a stripe that lost more than m chunks fails the sync; nothing is published") {
+  setup s;
+  auto opts = s.relay_opts();
+  opts.chunk_attempts = 2;
+  auto rel = relay::create(opts).value();
+  REQUIRE(s.pub.publish(content_of(1)).ok());
+  REQUIRE(rel.sync_once().ok());
+  const auto before = tree(s.b, true);
+  REQUIRE(s.pub.publish(content_of(2)).ok());
+
+  status_code want = status_code::data_loss;
+  SECTION("three bad chunks of stripe 0") {
+    for (std::size_t i : {0u, 2u, 12u}) spoil(s.a / layout_chunk_path(2, i), damage::flip);
+  }
+  SECTION("two bad chunks and a missing one") {
+    spoil(s.a / layout_chunk_path(2, 0), damage::remove);
+    spoil(s.a / layout_chunk_path(2, 11), damage::flip);
+    spoil(s.a / layout_chunk_path(2, 3), damage::longer);
+  }
+  SECTION("three missing chunks: the transfer's error, a later sync may succeed") {
+    for (std::size_t i : {1u, 11u, 12u}) spoil(s.a / layout_chunk_path(2, i), damage::remove);
+    want = status_code::unavailable;
+  }
+  SECTION("the whole short stripe but one chunk") {
+    for (std::size_t i : {8u, 9u, 15u}) spoil(s.a / layout_chunk_path(2, i), damage::truncate);
+  }
+
+  auto r = rel.sync_once();
+  INFO(r.status().to_string());
+  CHECK(r.status().code() == want);
+  CHECK(r.status().message().find("of v2") != std::string::npos);
+  CHECK(r.status().message().find("cannot be rebuilt") != std::string::npos);
+  CHECK(rel.latest() == 1);
+  CHECK(tree(s.b, true) == before);  // no v2, no temp directory, latest unchanged
+  CHECK(fetch(layout_url(s.nginx_b.url(), layout_manifest_path(2))).http_status == 404);
+}
+
+TEST_CASE("relay: parity the origin signed inconsistent with its data fails the rebuild") {
+  setup s;
+  auto opts = s.relay_opts();
+  opts.chunk_attempts = 1;
+  auto rel = relay::create(opts).value();
+  REQUIRE(s.pub.publish(content_of(1)).ok());
+  REQUIRE(rel.sync_once().ok());
+  const auto before = tree(s.b, true);
+
+  // v2 by hand: parity 0 of stripe 0 (chunk 11) altered, its digest and the Merkle root
+  // recomputed and signed, so every chunk passes its own check.
+  const auto bytes = content_of(2);
+  encode_options enc = origin_options(s.a).encoding;
+  enc.version = 2;
+  auto e = encode(bytes, enc).value();
+  e.parity_chunks[0][7] ^= std::byte{1};
+  e.man.parity[0].digest = hash_chunk(e.man.algo, e.parity_chunks[0]);
+  e.man.merkle_root = manifest_merkle_root(e.man);
+  const auto signed_bytes = sign_manifest(e.man, test_key(1)).value();
+  {
+    auto w = version_writer::begin(s.a, 2).value();
+    for (std::size_t i = 0; i < e.man.total_chunks(); ++i) REQUIRE(w.write_chunk(i, e.chunk(i)).ok());
+    REQUIRE(w.write_manifest(signed_bytes).ok());
+    REQUIRE(w.commit().ok());
+  }
+  REQUIRE(write_latest(s.a, 2).ok());
+
+  std::size_t spoiled = 0;
+  SECTION("a data chunk rebuilt through the bad parity") { spoiled = 0; }
+  SECTION("the bad parity chunk itself, encoded again from the data") { spoiled = 11; }
+  spoil(s.a / layout_chunk_path(2, spoiled), damage::remove);
+
+  auto r = rel.sync_once();
+  INFO(r.status().to_string());
+  CHECK(r.status().code() == status_code::data_loss);
+  CHECK(r.status().message().find("chunk " + std::to_string(spoiled) + " of v2") != std::string::npos);
+  CHECK(r.status().message().find("inconsistent") != std::string::npos);
+  CHECK(rel.latest() == 1);
+  CHECK(tree(s.b, true) == before);
+}
+
+TEST_CASE("relay: a delta-coded version rebuilds its wire chunks from parity without the base") {
+  setup s(2, /*delta=*/true);
+  auto opts = s.relay_opts();
+  opts.chunk_attempts = 1;
+  auto rel = relay::create(opts).value();
+  auto v1 = content_of(1);
+  REQUIRE(s.pub.publish(v1).ok());
+  REQUIRE(rel.sync_once().ok());
+  // v2: a few bytes moved in every chunk (travels as a small zstd frame), chunk 3 all new
+  // (travels raw): wire lengths differ widely inside a stripe.
+  auto v2 = v1;
+  for (std::size_t i = 0; i < v2.size(); i += 700) v2[i] ^= std::byte{0x10};
+  const auto fresh = dtrain::test::random_bytes(2048, 99);
+  std::copy(fresh.begin(), fresh.end(), v2.begin() + 3 * 2048);
+  REQUIRE(s.pub.publish(v2).value() == 2);
+  const manifest man = manifest_of(s.a, 2);
+  REQUIRE(man.delta == delta_codec::xor_zstd);
+  REQUIRE(man.delta_coded(1));
+  REQUIRE_FALSE(man.delta_coded(3));
+  REQUIRE(man.chunk_length(1) < man.chunks[1].length);
+  const auto origin = tree(s.a, true);
+
+  // A delta-coded chunk (wire bytes far shorter than the stripe), a parity chunk of the
+  // same stripe, and a delta-coded chunk of stripe 1.
+  spoil(s.a / layout_chunk_path(2, 1), damage::flip);
+  spoil(s.a / layout_chunk_path(2, 12), damage::remove);
+  spoil(s.a / layout_chunk_path(2, 5), damage::truncate);
+
+  auto r = rel.sync_once();
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  CHECK(r->version == 2);
+  CHECK(r->chunks_rebuilt == 3);
+  CHECK(tree(s.b, true).at("v2/chunk/1") == origin.at("v2/chunk/1"));
+  CHECK(tree(s.b, true) == origin);
 }
 
 TEST_CASE("relay: retention, dead upstream, relay of a relay, run()") {

@@ -26,6 +26,10 @@ struct relay_sync_report {
   bool updated = false;                ///< a new version was mirrored
   std::size_t chunks_fetched = 0;      ///< chunks fetched, verified and written
   std::uint64_t bytes_fetched = 0;     ///< bytes of those chunks
+  /// Chunks upstream failed to deliver in chunk_attempts tries that were rebuilt from
+  /// their stripe's other chunks (manifest m > 0), verified and written; not counted in
+  /// chunks_fetched or bytes_fetched. Their bad responses still count in bad_chunks.
+  std::size_t chunks_rebuilt = 0;
   std::size_t bad_chunks = 0;          ///< responses whose length or digest did not match
   std::size_t retries = 0;             ///< chunk requests repeated (after a bad chunk or a transfer error)
   std::vector<std::uint64_t> pruned;   ///< versions removed by retention
@@ -40,7 +44,8 @@ struct relay_options {
   std::size_t keep_versions = 5;          ///< >= 1
   std::size_t parallel = 8;               ///< concurrent chunk requests (>= 1)
   std::chrono::milliseconds timeout{30000};  ///< per HTTP request
-  std::size_t chunk_attempts = 3;         ///< tries per chunk (>= 1) before the sync fails
+  /// Tries per chunk (>= 1) before it is rebuilt from parity (m > 0) or the sync fails.
+  std::size_t chunk_attempts = 3;
   std::uint64_t max_manifest_bytes = std::uint64_t{256} << 20;  ///< a longer manifest is data_loss
   /// Called by run() after every sync_once() (from run()'s thread); may be empty.
   std::function<void(const result<relay_sync_report>&)> on_sync;
@@ -68,9 +73,20 @@ class relay {
   ///     fails the sync with nothing written;
   ///  3. GET every chunk (`parallel` at once), check length and digest against the
   ///     manifest before writing it into a temp version directory. A bad chunk or a
-  ///     failed request is retried up to chunk_attempts in all; then the sync fails
-  ///     (data_loss naming the chunk and URL for a digest mismatch, else the transfer's
-  ///     error) and the temp directory is removed;
+  ///     failed request is retried up to chunk_attempts in all. Then, without parity
+  ///     (m = 0), the sync fails (data_loss naming the chunk and URL for a bad length or
+  ///     digest, else the transfer's error). With parity, the chunk is *lost*: after all
+  ///     fetches, each stripe's lost chunks are rebuilt from k of its verified chunks
+  ///     (read back from the temp directory; a short stripe's missing data chunks count as
+  ///     zero chunks), lost parity by encoding again; each rebuilt chunk's length, zero
+  ///     padding and digest are checked against the manifest before it is written, and it
+  ///     counts in chunks_rebuilt. Parity covers the bytes served (a delta-coded
+  ///     manifest's wire bytes), so delta-coded versions rebuild the same way. A stripe
+  ///     that loses more than m chunks fails the sync at once (data_loss when any of them
+  ///     was a bad chunk, else the transfer's error), and a rebuilt chunk that fails its
+  ///     digest (the origin signed inconsistent parity) fails it with data_loss; both
+  ///     name the chunk, its URL and the reason. On failure the temp directory is
+  ///     removed. Memory for a rebuild: one stripe, (k + m) x the stripe's length;
   ///  4. write the manifest bytes exactly as received, rename the directory into place,
   ///     replace `latest`, prune to keep_versions.
   /// Errors: as listed; a transfer error of `latest` or the manifest unchanged
