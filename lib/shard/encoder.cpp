@@ -9,29 +9,18 @@
 
 #include "dtrain/shard/erasure.h"
 #include "dtrain/shard/merkle.h"
+#include "encode_detail.h"
 
 namespace dtrain::shard {
 namespace {
 
 result<encoded_checkpoint> encode_plan(std::span<const std::byte> bytes, std::span<const chunk_span> plan,
                                        std::vector<tensor_entry> tensors, const encode_options& opts) {
-  if (!is_known_hash_algo(static_cast<std::uint8_t>(opts.algo)))
-    return invalid_argument("encode: unknown hash algorithm " + std::to_string(static_cast<int>(opts.algo)));
-  if (opts.delta_base) {
-    if (opts.delta_base->version == 0 || opts.delta_base->version >= opts.version)
-      return invalid_argument("encode: delta base version " + std::to_string(opts.delta_base->version) +
-                              " is not in 1.." + std::to_string(opts.version) + " - 1");
-    DTRAIN_RETURN_IF_ERROR(check_zstd_level(opts.zstd_level));
-  }
+  DTRAIN_RETURN_IF_ERROR(encode_detail::check_options(opts, "encode"));
 
   encoded_checkpoint out;
+  out.man = encode_detail::manifest_header(bytes.size(), opts, std::move(tensors));
   manifest& man = out.man;
-  man.version = opts.version;
-  man.created_unix = opts.created_unix;
-  man.total_size = bytes.size();
-  man.chunk_size = opts.chunk_size;
-  man.algo = opts.algo;
-  man.tensors = std::move(tensors);
 
   out.data_chunks.reserve(plan.size());
   man.chunks.reserve(plan.size());
@@ -137,11 +126,7 @@ result<encoded_checkpoint> encode_tensors(std::span<const tensor_desc> tensors, 
                             " bytes, the input holds " + std::to_string(bytes.size()));
   auto plan = plan_tensor_chunks(tensors, opts.chunk_size);
   if (!plan.ok()) return std::move(plan).status();
-  std::vector<tensor_entry> table;
-  table.reserve(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i)
-    table.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, (*offsets)[i], tensors[i].size});
-  return encode_plan(bytes, *plan, std::move(table), opts);
+  return encode_plan(bytes, *plan, encode_detail::tensor_table(tensors, *offsets), opts);
 }
 
 }  // namespace dtrain::shard

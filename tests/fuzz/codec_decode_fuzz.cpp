@@ -11,6 +11,7 @@
 
 #include "dtrain/codec/payload.h"
 #include "dtrain/codec/registry.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -22,8 +23,7 @@ constexpr std::uint64_t max_count = std::uint64_t{1} << 20;
 constexpr float sentinel = 7.0f;
 
 [[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "codec_decode_fuzz: contract violated: %s\n", what);
-  std::abort();
+  dtrain::fuzz::contract_violated("codec_decode_fuzz", what);
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "dtrain/codec/registry.h"
+#include "fuzz_contract.h"
 
 namespace {
 [[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "codec_spec_fuzz: contract violated: %s\n", what);
-  std::abort();
+  dtrain::fuzz::contract_violated("codec_spec_fuzz", what);
 }
 }  // namespace
 

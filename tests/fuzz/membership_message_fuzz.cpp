@@ -17,6 +17,7 @@
 
 #include "dtrain/core/bytes.h"
 #include "dtrain/membership/messages.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -24,17 +25,10 @@ using namespace dtrain;
 using namespace dtrain::membership;
 
 [[noreturn]] void fail(const char* what, const status& st = {}) {
-  std::fprintf(stderr, "membership_message_fuzz: contract violated: %s (%s)\n", what, st.to_string().c_str());
-  std::abort();
+  dtrain::fuzz::contract_violated("membership_message_fuzz", what, st);
 }
 
-const identity& fuzz_key() {
-  static const identity id = [] {
-    std::vector<std::byte> seed(32, std::byte{0x42});
-    return identity::from_seed(seed).value();
-  }();
-  return id;
-}
+const identity& fuzz_key() { return dtrain::fuzz::fixed_identity<identity>(0x42); }
 
 void check_canonical(const message& m, std::span<const std::byte> frame) {
   auto again = encode_message(m.body, fuzz_key(), m.challenge, m.counter);

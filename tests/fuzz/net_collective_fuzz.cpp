@@ -31,6 +31,7 @@
 #include "dtrain/net/robust_aggregate.h"
 #include "dtrain/net/transport_inproc.h"
 #include "net_fuzz_setup.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -40,8 +41,7 @@ using namespace dtrain::net::fuzz;
 using bytes = std::vector<std::byte>;
 
 [[noreturn]] void fail(const char* what, const status& st = {}) {
-  std::fprintf(stderr, "net_collective_fuzz: contract violated: %s (%s)\n", what, st.to_string().c_str());
-  std::abort();
+  dtrain::fuzz::contract_violated("net_collective_fuzz", what, st);
 }
 
 constexpr std::uint32_t kHeaderMagic = 0x48435444u;  // "DTCH"

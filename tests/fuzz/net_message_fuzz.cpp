@@ -17,6 +17,7 @@
 #include "../../lib/net/collective_detail.h"
 #include "../../lib/net/gossip_frame.h"
 #include "dtrain/core/bytes.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -25,8 +26,7 @@ namespace cd = dtrain::net::detail;
 namespace gd = dtrain::net::gossip_detail;
 
 [[noreturn]] void fail(const char* what, const status& st = {}) {
-  std::fprintf(stderr, "net_message_fuzz: contract violated: %s (%s)\n", what, st.to_string().c_str());
-  std::abort();
+  dtrain::fuzz::contract_violated("net_message_fuzz", what, st);
 }
 
 bool finite_nonneg(double v) { return std::isfinite(v) && v >= 0; }

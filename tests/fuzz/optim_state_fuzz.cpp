@@ -17,6 +17,7 @@
 #include "dtrain/optim/outer_demo.h"
 #include "dtrain/optim/outer_sgd.h"
 #include "dtrain/optim/outer_sparseloco.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -24,8 +25,7 @@ using namespace dtrain;
 using namespace dtrain::optim;
 
 [[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "optim_state_fuzz: contract violated: %s\n", what);
-  std::abort();
+  dtrain::fuzz::contract_violated("optim_state_fuzz", what);
 }
 
 template <class T>

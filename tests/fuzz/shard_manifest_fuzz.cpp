@@ -50,6 +50,7 @@
 #include "dtrain/shard/layout.h"
 #include "dtrain/shard/manifest.h"
 #include "dtrain/shard/resume.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -57,17 +58,10 @@ using namespace dtrain;
 using namespace dtrain::shard;
 
 [[noreturn]] void fail(const char* what, const status& st = {}) {
-  std::fprintf(stderr, "shard_manifest_fuzz: contract violated: %s (%s)\n", what, st.to_string().c_str());
-  std::abort();
+  dtrain::fuzz::contract_violated("shard_manifest_fuzz", what, st);
 }
 
-const crypto::identity& fuzz_key() {
-  static const crypto::identity id = [] {
-    std::vector<std::byte> seed(32, std::byte{0x5a});
-    return crypto::identity::from_seed(seed).value();
-  }();
-  return id;
-}
+const crypto::identity& fuzz_key() { return dtrain::fuzz::fixed_identity<crypto::identity>(0x5a); }
 
 struct fixture {
   std::vector<std::byte> data;

@@ -25,6 +25,7 @@
 #include "dtrain/toploc/envelope.h"
 #include "dtrain/toploc/field.h"
 #include "dtrain/toploc/proof.h"
+#include "fuzz_contract.h"
 
 namespace {
 
@@ -32,17 +33,10 @@ using namespace dtrain;
 using namespace dtrain::toploc;
 
 [[noreturn]] void fail(const char* what, const status& st = {}) {
-  std::fprintf(stderr, "toploc_proof_fuzz: contract violated: %s (%s)\n", what, st.to_string().c_str());
-  std::abort();
+  dtrain::fuzz::contract_violated("toploc_proof_fuzz", what, st);
 }
 
-const crypto::identity& fuzz_key() {
-  static const crypto::identity id = [] {
-    std::vector<std::byte> seed(32, std::byte{0x5a});
-    return crypto::identity::from_seed(seed).value();
-  }();
-  return id;
-}
+const crypto::identity& fuzz_key() { return dtrain::fuzz::fixed_identity<crypto::identity>(0x5a); }
 
 std::uint16_t be16(const std::byte* p) {
   return static_cast<std::uint16_t>((static_cast<unsigned>(p[0]) << 8) | static_cast<unsigned>(p[1]));
