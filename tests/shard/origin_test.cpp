@@ -227,6 +227,106 @@ TEST_CASE("origin: explicit versions and tensors") {
   CHECK(publisher::create(zero).status().code() == status_code::invalid_argument);
 }
 
+TEST_CASE("origin: a version published from a stream equals the one published whole") {
+  temp_dir dir;
+  const fs::path whole_root = dir.path() / "whole";
+  const fs::path stream_root = dir.path() / "stream";
+  auto whole = publisher::create(options(whole_root)).value();
+  auto streamed = publisher::create(options(stream_root)).value();
+  for (std::uint64_t v = 1; v <= 2; ++v) {
+    CAPTURE(v);
+    const auto bytes = content_of(v * 7);
+    REQUIRE(whole.publish(bytes).value() == v);
+    auto p = streamed.begin(bytes.size());
+    REQUIRE(p.ok());
+    CHECK(p->version() == v);
+    // In uneven pieces, as a trainer serialises tensors.
+    for (std::size_t at = 0, step = 1; at < bytes.size(); at += step, step = step * 3 + 1)
+      REQUIRE(p->write(std::span(bytes).subspan(at, std::min(step, bytes.size() - at))).ok());
+    REQUIRE(p->commit().value() == v);
+    CHECK(streamed.latest() == v);
+    const std::string vd = "v" + std::to_string(v);
+    CHECK(read_bytes(stream_root / vd / "manifest") == read_bytes(whole_root / vd / "manifest"));
+    const auto man = open_manifest(read_bytes(stream_root / vd / "manifest").value(), {}).value();
+    for (std::size_t i = 0; i < man.total_chunks(); ++i) {
+      const std::string c = "chunk/" + std::to_string(i);
+      CHECK(read_bytes(stream_root / vd / c) == read_bytes(whole_root / vd / c));
+    }
+    CHECK(p->commit().status().code() == status_code::failed_precondition);  // once only
+  }
+  // Tensors.
+  std::vector<tensor_desc> tensors = {make_tensor("emb", dtype::f32, {100, 8}), make_tensor("bias", dtype::f32, {8})};
+  const auto tbytes = dtrain::test::random_bytes(100 * 8 * 4 + 8 * 4, 9);
+  REQUIRE(whole.publish_tensors(tensors, tbytes).value() == 3);
+  auto tp = streamed.begin_tensors(tensors);
+  REQUIRE(tp.ok());
+  REQUIRE(tp->write(std::span(tbytes).first(1000)).ok());
+  REQUIRE(tp->write(std::span(tbytes).subspan(1000)).ok());
+  REQUIRE(tp->commit().value() == 3);
+  CHECK(read_bytes(stream_root / "v3" / "manifest") == read_bytes(whole_root / "v3" / "manifest"));
+}
+
+TEST_CASE("origin: an abandoned or failed streamed version publishes nothing") {
+  temp_dir dir;
+  const fs::path root = dir.path() / "origin";
+  auto pub = publisher::create(options(root)).value();
+  REQUIRE(pub.publish(content_of(1)).value() == 1);
+  const auto before = names_in(root);
+  const auto bytes = content_of(2);
+  {
+    auto p = pub.begin(bytes.size()).value();
+    REQUIRE(p.write(std::span(bytes).first(2500)).ok());  // some chunk files written
+  }  // dropped without commit()
+  CHECK(names_in(root) == before);
+  {
+    auto p = pub.begin(bytes.size()).value();
+    REQUIRE(p.write(std::span(bytes).first(100)).ok());
+    CHECK(p.commit().status().code() == status_code::failed_precondition);  // bytes missing
+    CHECK(p.write(bytes).code() == status_code::failed_precondition);        // ended
+  }
+  {
+    auto p = pub.begin(bytes.size()).value();
+    CHECK(p.write(content_of(3)).code() == status_code::out_of_range);  // more than announced
+    CHECK(p.commit().status().code() == status_code::failed_precondition);
+  }
+  CHECK(names_in(root) == before);
+  CHECK(pub.latest() == 1);
+  // The publisher goes on as usual.
+  REQUIRE(pub.publish(bytes).value() == 2);
+}
+
+TEST_CASE("origin: delta_from_previous, and a streamed version in between goes out in full") {
+  temp_dir dir;
+  const fs::path root = dir.path() / "origin";
+  auto o = options(root);
+  o.delta_from_previous = true;
+  auto pub = publisher::create(o).value();
+  auto bytes = content_of(1);
+  const auto man_of = [&](std::uint64_t v) {
+    return open_manifest(read_bytes(root / ("v" + std::to_string(v)) / "manifest").value(), {}).value();
+  };
+  const auto step = [&] {
+    for (std::size_t i = 0; i < bytes.size(); i += 101) bytes[i] ^= std::byte{3};
+  };
+  REQUIRE(pub.publish(bytes).value() == 1);
+  step();
+  REQUIRE(pub.publish(bytes).value() == 2);
+  CHECK(man_of(1).delta == delta_codec::none);
+  CHECK(man_of(2).delta == delta_codec::xor_zstd);
+  CHECK(man_of(2).delta_base == 1);
+  step();
+  auto p = pub.begin(bytes.size()).value();
+  REQUIRE(p.write(bytes).ok());
+  REQUIRE(p.commit().value() == 3);
+  CHECK(man_of(3).delta == delta_codec::none);
+  step();
+  REQUIRE(pub.publish(bytes).value() == 4);
+  CHECK(man_of(4).delta == delta_codec::none);  // the streamed bytes were not kept
+  step();
+  REQUIRE(pub.publish(bytes).value() == 5);
+  CHECK(man_of(5).delta_base == 4);
+}
+
 TEST_CASE("origin: reopening after a crash") {
   temp_dir dir;
   const fs::path root = dir.path() / "origin";
