@@ -13,6 +13,8 @@
 #include <unordered_map>
 
 #include "client_detail.h"
+#include "dtrain/crypto/constant_time.h"
+#include "dtrain/shard/chunk_hash.h"
 #include "dtrain/shard/decoder.h"
 #include "dtrain/shard/http.h"
 #include "dtrain/shard/layout.h"
@@ -50,7 +52,10 @@ struct chunk_state {
   std::size_t pieces_left = 0;
   std::vector<std::byte> buf;  // from the buffer pool; may be longer than the chunk
   std::size_t len = 0;         // the chunk's length: its bytes are buf[0, len)
-  std::span<std::byte> bytes() { return std::span<std::byte>(buf).first(std::min(len, buf.size())); }
+  std::span<std::byte> bytes() {
+    DTRAIN_ASSERT(len <= buf.size() && "chunk buffer shorter than the chunk");
+    return std::span<std::byte>(buf).first(len);
+  }
 };
 
 struct request_info {
@@ -128,7 +133,8 @@ class fetch_run {
   void complete_chunk(std::size_t c);
   void verify_ready();
   void settle_chunk(std::size_t c, const status& st);
-  void after_add(std::size_t c);
+  void blame(std::size_t c, bool keep);
+  void after_add();
   void check_suspect(std::size_t c, std::span<const std::byte> good);
   void relay_down(std::size_t r);
   void hedge();
@@ -248,7 +254,11 @@ status fetch_run::on_write(std::uint64_t offset, std::span<const std::byte> byte
   // A chunk written while another one was being added came from parity. (A rebuild can
   // also write a chunk that waits later in the same batch: then it counts as fetched.)
   if (!resuming_ && std::find(adding_.begin(), adding_.end(), i) == adding_.end()) ++rep_.chunks_from_parity;
-  check_suspect(i, bytes);
+  if (!man_.delta_coded(i)) {
+    check_suspect(i, bytes);  // plain chunks: written bytes are the bytes that travel
+  } else if (std::find(adding_.begin(), adding_.end(), i) == adding_.end()) {
+    suspects_.erase(i);  // rebuilt from parity: its wire bytes are not at hand, no one is named
+  }  // (a delta-coded chunk being added settles its suspect with its wire bytes)
   just_written_.push_back(i);
   return ok_status();
 }
@@ -596,21 +606,30 @@ void fetch_run::settle_chunk(std::size_t c, const status& st) {
   // cancelled it (after_add): nothing left to do.
   if (cs.ph != phase::active) return;
   if (st.ok()) {
-    if (c >= n_data()) check_suspect(c, cs.bytes());
+    check_suspect(c, cs.bytes());  // the bytes as they travel: settles an earlier bad copy's blame
     cs.ph = phase::held;
     cs.pieces.clear();
     give_buffer(cs.buf);
     ++verified_;
-    after_add(c);
+    after_add();
     return;
   }
   if (st.code() == status_code::data_loss && dec_->has_chunk(c)) {
-    // The chunk verified, but its stripe's parity rebuilt a bad chunk: the origin's fault.
-    // The decoder now asks for that stripe's data chunks directly.
+    // Held, yet data_loss: either this copy verified and its stripe's parity then
+    // rebuilt a bad chunk (the origin's fault; the decoder now asks for that stripe's
+    // data chunks), or parity had already rebuilt the chunk earlier in this batch and
+    // this copy failed its digest (its relay's fault). The copy's own digest tells.
+    const auto b = cs.bytes();
+    const bool bad_copy =
+        b.size() != man_.chunk_length(c) || !crypto::constant_time_equal(hash_chunk(man_.algo, b), man_.digest(c));
+    if (bad_copy) {
+      ++rep_.retries;
+      blame(c, false);
+    }
     cs.ph = phase::held;
     cs.pieces.clear();
     give_buffer(cs.buf);
-    after_add(c);
+    after_add();
     return;
   }
   if (st.code() != status_code::data_loss) {
@@ -620,6 +639,18 @@ void fetch_run::settle_chunk(std::size_t c, const status& st) {
   // A digest mismatch: blame the relay that sent it, fetch it elsewhere or replace it.
   ++rep_.retries;
   ++cs.attempts;
+  blame(c, true);
+  cs.pieces.clear();
+  give_buffer(cs.buf);
+  cs.ph = phase::idle;
+}
+
+// Chunk c's copy failed its digest. One source: that relay is blamed. Several (ranges):
+// each takes a failure sample; with `keep`, the bad bytes are kept and the chunk is
+// fetched again from one relay, and when a good copy arrives the ranges that differ name
+// the liars (check_suspect). Without `keep` (the chunk is already held) no one is named.
+void fetch_run::blame(std::size_t c, bool keep) {
+  auto& cs = chunks_[c];
   std::vector<std::size_t> sources;
   for (const auto& pc : cs.pieces) {
     if (std::find(sources.begin(), sources.end(), pc.source) == sources.end()) sources.push_back(pc.source);
@@ -629,19 +660,15 @@ void fetch_run::settle_chunk(std::size_t c, const status& st) {
     rep_.bad_chunks.emplace_back(o_.relays[sources[0]], c);
     note_failed_on(c, sources[0]);
   } else {
-    // Ranges from several relays: which one lied shows when a good copy arrives.
     for (std::size_t r : sources) board_.on_suspect(r);
+    if (!keep) return;
     const auto b = cs.bytes();
     suspects_[c] = suspect_copy{cs.pieces, std::vector<std::byte>(b.begin(), b.end())};
     cs.pin = true;
   }
-  cs.pieces.clear();
-  give_buffer(cs.buf);
-  cs.ph = phase::idle;
 }
 
-void fetch_run::after_add(std::size_t c) {
-  (void)c;
+void fetch_run::after_add() {
   for (std::size_t i : just_written_) {
     if (std::find(adding_.begin(), adding_.end(), i) != adding_.end()) continue;  // settled by verify_ready
     if (chunks_[i].ph == phase::active) cancel_chunk(i);
@@ -760,6 +787,13 @@ result<std::uint64_t> client::latest_version() { return shard::latest_version(o_
 result<fetch_report> client::fetch(std::optional<std::uint64_t> version) {
   const auto t0 = steady::now();
   // Relays down for long enough get another chance; the others stay out of this fetch.
+  // With every relay down there is nothing to lose: all are tried again.
+  if (board_.up_count() == 0) {
+    for (std::size_t r = 0; r < board_.size(); ++r) {
+      board_.revive(r);
+      down_since_[r].reset();
+    }
+  }
   for (std::size_t r = 0; r < board_.size(); ++r) {
     if (board_.up(r)) continue;
     if (!down_since_[r]) down_since_[r] = t0;

@@ -248,6 +248,12 @@ status decoder::try_rebuild(std::size_t s) {
     DTRAIN_RETURN_IF_ERROR(write(idx, bytes));
     have_[idx] = 1;
     --data_left_;
+    // A later write of this rebuild may fail; the retry then uses this chunk as a source,
+    // so keep its wire bytes wherever sources come from kept copies.
+    if (keep_wire(idx)) {
+      const auto wire = out[j].first(static_cast<std::size_t>(man_.chunk_length(idx)));
+      kept_[idx].assign(wire.begin(), wire.end());
+    }
   }
   stripe_done_[s] = 1;
   for (std::size_t j = 0; j < layout_.m; ++j) std::vector<std::byte>().swap(kept_[layout_.parity_index(s, j)]);

@@ -113,6 +113,31 @@ struct world {
   }
   fs::path out() const { return tmp.path() / "out"; }
   std::size_t data_chunks() const { return (data.size() + 999) / 1000; }
+
+  /// Writes version v of `bytes` into `root`, delta-coded against `base` (version v - 1),
+  /// in 1000-byte chunks with RS(k, m), signed with `key`, and points `latest` at it.
+  manifest publish_delta(const fs::path& root, std::uint64_t v, const std::vector<std::byte>& bytes,
+                         const std::vector<std::byte>& base, std::size_t k, std::size_t m) const {
+    encode_options enc;
+    enc.chunk_size = 1000;
+    enc.k = k;
+    enc.m = m;
+    enc.version = v;
+    enc.created_unix = 1700000001;
+    enc.delta_base = delta_reference{v - 1, base};
+    auto e = encode(bytes, enc);
+    REQUIRE(e.ok());
+    REQUIRE(e->man.delta != delta_codec::none);
+    auto signed_bytes = sign_manifest(e->man, key);
+    REQUIRE(signed_bytes.ok());
+    auto vw = version_writer::begin(root, v);
+    REQUIRE(vw.ok());
+    for (std::size_t i = 0; i < e->man.total_chunks(); ++i) REQUIRE(vw->write_chunk(i, e->chunk(i)).ok());
+    REQUIRE(vw->write_manifest(*signed_bytes).ok());
+    REQUIRE(vw->commit().ok());
+    REQUIRE(write_latest(root, v).ok());
+    return e->man;
+  }
 };
 
 void check_output(const world& w, std::uint64_t version, const std::vector<std::byte>& want) {
@@ -303,6 +328,61 @@ TEST_CASE("client: a client remembers a dead relay across fetches, and retries i
   CHECK(r5->relays[0].failures > r4->relays[0].failures);
   CHECK(r5->relays[0].down);
   check_output(w, v5, data5);
+}
+
+TEST_CASE("client: a client whose every relay went down tries them again at the next fetch") {
+  world w(20000, 4, 2, 1000);
+  const fs::path root = w.copy_relay("relay-a");
+  const auto a = w.serve(root);
+  const auto port = w.servers.back().port();
+  auto o = w.options({a});
+  o.down_retry_after = std::chrono::hours(1);
+  bool killed = false;
+  o.should_stop = [&] {
+    if (!killed) {
+      killed = true;
+      w.servers.back().stop();  // the only relay dies after serving the manifest
+    }
+    return false;
+  };
+  auto c = client::create(o);
+  REQUIRE(c.ok());
+  REQUIRE_FALSE(c->fetch(1).ok());
+  CHECK(c->relay_scores()[0].down);
+  auto back = nginx_server::start_on(root, port);  // the relay comes back where it was
+  REQUIRE(back.ok());
+  auto r = c->fetch(1);
+  INFO((r.ok() ? std::string("ok") : r.status().to_string()));
+  REQUIRE(r.ok());
+  check_output(w, 1, w.data);
+}
+
+TEST_CASE("client: a delta-coded chunk split over two relays blames only the relay that lied") {
+  world w(20000, 0, 0, 1000);
+  const fs::path bad_root = w.copy_relay("relay-bad");
+  const fs::path good_root = w.copy_relay("relay-good");
+  auto v2 = w.data;
+  for (std::size_t i = 0; i < v2.size(); i += 997) v2[i] ^= std::byte{0xff};
+  manifest man;
+  for (const auto& root : {bad_root, good_root}) man = w.publish_delta(root, 2, v2, w.data, 0, 0);
+  REQUIRE(man.delta_coded(0));
+  flip_byte(bad_root / "v2" / "chunk" / "0", 2);  // in the first range
+  const auto bad = w.serve(bad_root);
+  const auto good = w.serve(good_root);
+  auto o = w.options({bad, good});
+  REQUIRE(fetch(o, 1).ok());  // the base
+  o.split_bytes = 8;          // every delta-coded chunk travels as ranges from both relays
+  o.parallel = 4;
+  auto r = fetch(o, 2);
+  INFO((r.ok() ? std::string("ok") : r.status().to_string()));
+  REQUIRE(r.ok());
+  REQUIRE_FALSE(r->bad_chunks.empty());
+  for (const auto& [url, idx] : r->bad_chunks) {
+    CAPTURE(url, idx);
+    CHECK(url == bad);
+  }
+  CHECK(r->relays[1].bad_chunks == 0);
+  check_output(w, 2, v2);
 }
 
 TEST_CASE("client: stable only moves forward unless a rollback is allowed") {

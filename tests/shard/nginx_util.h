@@ -88,26 +88,11 @@ class nginx_server {
   /// Starts nginx serving `root` (which must exist) on a free 127.0.0.1 port and waits
   /// until the port accepts connections. Errors: unavailable when nginx is missing or
   /// does not come up (the message carries its error log); tests must fail on it.
-  static result<nginx_server> start(std::filesystem::path root) {
-    if (::access(nginx_binary, X_OK) != 0) {
-      return unavailable(std::string(nginx_binary) + " not found: install nginx-light (scripts/deps.sh)");
-    }
-    std::error_code ec;
-    root = std::filesystem::absolute(root, ec);
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dtrain-nginx-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) return unavailable("mkdtemp failed");
-    nginx_server s;
-    s.dir_ = tmpl;
-    std::string last_error;
-    for (int attempt = 0; attempt < 5; ++attempt) {  // another process may take the port
-      s.port_ = free_loopback_port();
-      if (s.port_ == 0) continue;
-      s.write_config(root);
-      if (s.spawn() && s.wait_ready()) return s;
-      last_error = s.error_log();
-      s.kill_child();
-    }
-    return unavailable("nginx did not start: " + last_error);
+  static result<nginx_server> start(std::filesystem::path root) { return launch(std::move(root), 0); }
+  /// The same on a given port (a relay that comes back where it was after a stop).
+  /// Errors: as start(), also when the port is taken.
+  static result<nginx_server> start_on(std::filesystem::path root, std::uint16_t port) {
+    return launch(std::move(root), port);
   }
 
   nginx_server(nginx_server&& o) noexcept
@@ -149,6 +134,29 @@ class nginx_server {
   }
 
  private:
+  // fixed_port 0: a free port, retried if another process takes it first.
+  static result<nginx_server> launch(std::filesystem::path root, std::uint16_t fixed_port) {
+    if (::access(nginx_binary, X_OK) != 0) {
+      return unavailable(std::string(nginx_binary) + " not found: install nginx-light (scripts/deps.sh)");
+    }
+    std::error_code ec;
+    root = std::filesystem::absolute(root, ec);
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dtrain-nginx-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) return unavailable("mkdtemp failed");
+    nginx_server s;
+    s.dir_ = tmpl;
+    std::string last_error;
+    for (int attempt = 0; attempt < (fixed_port != 0 ? 1 : 5); ++attempt) {
+      s.port_ = fixed_port != 0 ? fixed_port : free_loopback_port();
+      if (s.port_ == 0) continue;
+      s.write_config(root);
+      if (s.spawn() && s.wait_ready()) return s;
+      last_error = s.error_log();
+      s.kill_child();
+    }
+    return unavailable("nginx did not start: " + last_error);
+  }
+
   nginx_server() = default;
 
   static std::string read_file(const std::filesystem::path& p) {

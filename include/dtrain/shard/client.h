@@ -60,7 +60,8 @@ struct fetch_options {
   /// Polled between events: returning true stops the fetch (cancelled), leaving the
   /// partial download and its resume file for the next call.
   std::function<bool()> should_stop;
-  /// Test hook: stop (cancelled) once this many chunks were verified in this call.
+  /// Test hook: stop (cancelled) once at least this many chunks were verified in this
+  /// call (chunks are verified in batches, so a few more may be).
   std::optional<std::size_t> stop_after_chunks;
 };
 
