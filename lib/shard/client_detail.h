@@ -1,5 +1,6 @@
 // lib/shard/client_detail.h: internals of the multi-relay client shared by client.cpp
-// (the fetch loop) and client_io.cpp (files, the stable marker, manifest discovery).
+// (the public client), fetch_run.{h,cpp} and fetch_files.cpp (one fetch) and
+// client_io.cpp (files, the stable marker, manifest discovery).
 // Not installed.
 #pragma once
 

@@ -1,6 +1,6 @@
 // dtrain/shard/relay_scoring.h: the client's per-relay scores (success EMA x bandwidth
 // EMA), the weighted relay choice, and the hedging threshold from measured request times.
-// Pure bookkeeping, no I/O: the fetch loop in client.cpp drives it. Rules: docs/shard.md
+// Pure bookkeeping, no I/O: the fetch loop in lib/shard/fetch_run.cpp drives it. Rules: docs/shard.md
 // "Distribution: the client".
 #pragma once
 
