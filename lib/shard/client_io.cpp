@@ -157,25 +157,38 @@ http_request make_request(const fetch_options& o, std::string url, std::uint64_t
 namespace {
 
 // Asks every relay for `path` at once and hands each answer to take(relay, result) as it
-// arrives; when take returns true the remaining requests are cancelled.
+// arrives; when take returns true the remaining requests are cancelled. With
+// `settle_early`, once some relay answered ok, the others get at most as long again
+// (twice the first answer's time, at least hedge_min) before they are cancelled: a
+// relay that accepts connections and never answers must not hold everyone up until
+// request_timeout.
 template <class Take>
 void ask_every_relay(http_fetcher& f, const fetch_options& o, const std::string& path, std::uint64_t max_bytes,
-                     Take take) {
+                     bool settle_early, Take take) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  std::optional<clock::time_point> give_up;
   std::unordered_map<std::uint64_t, std::size_t> pending;
   for (std::size_t r = 0; r < o.relays.size(); ++r)
     pending.emplace(f.start(make_request(o, layout_url(o.relays[r], path), max_bytes)), r);
-  while (!pending.empty()) {
-    for (auto& res : f.poll(std::chrono::milliseconds(100))) {
+  bool done = false;
+  while (!done && !pending.empty() && !(give_up && clock::now() >= *give_up)) {
+    for (auto& res : f.poll(std::chrono::milliseconds(20))) {
       auto it = pending.find(res.id);
       if (it == pending.end()) continue;
       const std::size_t r = it->second;
       pending.erase(it);
+      if (settle_early && res.st.ok() && !give_up) {
+        const auto now = clock::now();
+        give_up = now + std::max<clock::duration>(now - t0, o.hedge_min);
+      }
       if (take(r, res)) {
-        for (const auto& p : pending) f.cancel(p.first);
-        return;
+        done = true;
+        break;
       }
     }
   }
+  for (const auto& p : pending) f.cancel(p.first);
 }
 
 }  // namespace
@@ -184,7 +197,7 @@ result<manifest_pick> fetch_manifest(http_fetcher& f, const fetch_options& o, st
   std::optional<manifest_pick> pick;
   status worst;
   std::string why;
-  ask_every_relay(f, o, layout_manifest_path(version), max_manifest_bytes, [&](std::size_t r, http_result& res) {
+  ask_every_relay(f, o, layout_manifest_path(version), max_manifest_bytes, false, [&](std::size_t r, http_result& res) {
     status st = res.st;
     if (st.ok()) {
       auto opened = open_manifest(res.body, o.trusted_origins);
@@ -208,7 +221,7 @@ result<manifest_pick> fetch_manifest(http_fetcher& f, const fetch_options& o, st
 result<manifest_pick> find_latest(http_fetcher& f, const fetch_options& o, bad_list& bad) {
   std::vector<std::uint64_t> versions;
   std::string why;
-  ask_every_relay(f, o, layout_latest_path(), max_latest_bytes, [&](std::size_t r, http_result& res) {
+  ask_every_relay(f, o, layout_latest_path(), max_latest_bytes, true, [&](std::size_t r, http_result& res) {
     status st = res.st;
     if (st.ok()) {
       auto v = parse_latest(res.body);

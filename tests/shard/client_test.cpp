@@ -448,6 +448,33 @@ TEST_CASE("client: requests to a relay that never answers are hedged on another 
   check_output(w, 1, w.data);
 }
 
+TEST_CASE("client: a relay that never answers `latest` does not hold up latest_version") {
+  const int hole = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // accepts in the backlog, never answers
+  REQUIRE(hole >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(hole, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(hole, 128) == 0);
+  REQUIRE(::getsockname(hole, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string silent = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  world w(8000, 4, 2, 1000);
+  const auto good = w.serve(w.copy_relay("relay-good"));
+  auto o = w.options({silent, good});
+  o.hedge_min = std::chrono::milliseconds(50);
+  o.request_timeout = std::chrono::hours(1);  // waiting for the silent relay would hang: ctest's timeout fails it
+  auto v = latest_version(o);
+  INFO((v.ok() ? std::string("ok") : v.status().to_string()));
+  REQUIRE(v.ok());
+  CHECK(*v == 1);
+  auto r = fetch(o);  // latest, then the manifest (the good relay's), then the chunks (hedged)
+  ::close(hole);
+  INFO((r.ok() ? std::string("ok") : r.status().to_string()));
+  REQUIRE(r.ok());
+  check_output(w, 1, w.data);
+}
+
 TEST_CASE("client: forged and tampered manifests are rejected, nothing marked stable") {
   SECTION("signed by an untrusted key") {
     world w(5000, 4, 2, 1000, test_key(2));  // published by key 2, the client trusts key 1
