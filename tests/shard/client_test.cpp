@@ -140,6 +140,30 @@ struct world {
   }
 };
 
+// A listening socket that never accepts: connections complete in the kernel's backlog,
+// requests are sent, no byte ever comes back. Closed on destruction.
+struct silent_relay {
+  int fd = -1;
+  std::string url;
+  silent_relay() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 128) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  silent_relay(const silent_relay&) = delete;
+  silent_relay& operator=(const silent_relay&) = delete;
+  ~silent_relay() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
 void check_output(const world& w, std::uint64_t version, const std::vector<std::byte>& want) {
   const fs::path dir = w.out() / ("v" + std::to_string(version));
   auto got = read_bytes(dir / "checkpoint");
@@ -418,18 +442,8 @@ TEST_CASE("client: stable only moves forward unless a rollback is allowed") {
 }
 
 TEST_CASE("client: requests to a relay that never answers are hedged on another relay") {
-  // A listening socket that never accepts: connections complete in the kernel's backlog,
-  // requests are sent, no byte ever comes back.
-  const int hole = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(hole >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(hole, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(hole, 128) == 0);
-  REQUIRE(::getsockname(hole, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const std::string silent = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  silent_relay hole;
+  const std::string silent = hole.url;
 
   const std::size_t m = GENERATE(0u, 2u);
   CAPTURE(m);
@@ -439,7 +453,6 @@ TEST_CASE("client: requests to a relay that never answers are hedged on another 
   o.hedge_min = std::chrono::milliseconds(50);
   o.request_timeout = std::chrono::milliseconds(30000);  // without hedging: a failure, not a hang
   auto r = fetch(o, 1);  // the version is given: the silent relay's latest is never asked
-  ::close(hole);
   INFO((r.ok() ? std::string("ok") : r.status().to_string()));
   REQUIRE(r.ok());
   CHECK(r->hedged >= 1);
@@ -449,16 +462,8 @@ TEST_CASE("client: requests to a relay that never answers are hedged on another 
 }
 
 TEST_CASE("client: a relay that never answers `latest` does not hold up latest_version") {
-  const int hole = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // accepts in the backlog, never answers
-  REQUIRE(hole >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(hole, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(hole, 128) == 0);
-  REQUIRE(::getsockname(hole, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const std::string silent = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  silent_relay hole;
+  const std::string silent = hole.url;
   world w(8000, 4, 2, 1000);
   const auto good = w.serve(w.copy_relay("relay-good"));
   auto o = w.options({silent, good});
@@ -469,7 +474,6 @@ TEST_CASE("client: a relay that never answers `latest` does not hold up latest_v
   REQUIRE(v.ok());
   CHECK(*v == 1);
   auto r = fetch(o);  // latest, then the manifest (the good relay's), then the chunks (hedged)
-  ::close(hole);
   INFO((r.ok() ? std::string("ok") : r.status().to_string()));
   REQUIRE(r.ok());
   check_output(w, 1, w.data);
