@@ -42,7 +42,25 @@ result<fetch_report> client::fetch(std::optional<std::uint64_t> version) {
   auto f = http_fetcher::create(2 * o_.parallel + o_.relays.size());
   if (!f.ok()) return f.status();
   fetch_report rep;
-  auto mp = version ? fetch_manifest(*f, o_, *version, rep.bad_manifests) : find_latest(*f, o_, rep.bad_manifests);
+  // `latest` and the manifest are asked of the relays that are up (revived above when
+  // none was); only if none of them has a valid manifest are the down ones asked too.
+  fetch_options ask = o_;
+  ask.relays.clear();
+  for (std::size_t r = 0; r < board_.size(); ++r)
+    if (board_.up(r)) ask.relays.push_back(o_.relays[r]);
+  auto find = [&](const fetch_options& which) {
+    return version ? fetch_manifest(*f, which, *version, rep.bad_manifests) : find_latest(*f, which, rep.bad_manifests);
+  };
+  auto mp = find(ask);
+  if (!mp.ok() && ask.relays.size() < o_.relays.size()) {
+    mp = find(o_);
+    if (mp.ok()) {  // a relay held down answered: all of them get their chance again
+      for (std::size_t r = 0; r < board_.size(); ++r) {
+        board_.revive(r);
+        down_since_[r].reset();
+      }
+    }
+  }
   if (!mp.ok()) return mp.status();
   rep.version = mp->man.version;
   std::error_code ec;

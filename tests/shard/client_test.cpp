@@ -381,6 +381,41 @@ TEST_CASE("client: a client whose every relay went down tries them again at the 
   check_output(w, 1, w.data);
 }
 
+TEST_CASE("client: a relay a client holds down gets no request at all, not even latest") {
+  world w(20000, 4, 2, 1000);
+  const fs::path root_a = w.copy_relay("relay-a");
+  const auto a = w.serve(root_a);
+  const auto port_a = w.servers.back().port();
+  const auto b = w.serve(w.copy_relay("relay-b"));
+  auto o = w.options({a, b});
+  o.down_retry_after = std::chrono::hours(1);
+  auto c = client::create(o);
+  REQUIRE(c.ok());
+  w.servers[0].stop();  // relay a refuses connections: marked down during the first fetch
+  auto r1 = c->fetch();
+  INFO((r1.ok() ? std::string("ok") : r1.status().to_string()));
+  REQUIRE(r1.ok());
+  CHECK(r1->relays[0].down);
+  auto back = nginx_server::start_on(root_a, port_a);  // a is back, but the client holds it down
+  REQUIRE(back.ok());
+  auto r2 = c->fetch();
+  REQUIRE(r2.ok());
+  CHECK(r2->already_present);
+  CHECK(back->access_log().empty());
+  // Once nothing else serves the manifest, the down relay is asked after all.
+  w.servers[1].stop();
+  auto v2 = dtrain::test::random_bytes(20000, 2);
+  REQUIRE(w.pub->publish(v2).ok());
+  fs::copy(w.origin / "v2", root_a / "v2", fs::copy_options::recursive);
+  write_text(root_a / "latest", "2\n");
+  auto r3 = c->fetch(2);
+  INFO((r3.ok() ? std::string("ok") : r3.status().to_string()));
+  CHECK_FALSE(back->access_log().empty());
+  REQUIRE(r3.ok());  // and, having answered, it is used again
+  CHECK(r3->relays[0].bytes > r1->relays[0].bytes);
+  check_output(w, 2, v2);
+}
+
 TEST_CASE("client: a delta-coded chunk split over two relays blames only the relay that lied") {
   world w(20000, 0, 0, 1000);
   const fs::path bad_root = w.copy_relay("relay-bad");
