@@ -1,6 +1,7 @@
 // lib/shard/client_detail.h: internals of the multi-relay client shared by client.cpp
 // (the public client), fetch_run.{h,cpp} and fetch_files.cpp (one fetch) and
-// client_io.cpp (files, the stable marker, manifest discovery).
+// client_io.cpp (files, the stable marker, manifest discovery); relay.cpp uses its file
+// helpers (unique_fd, pread_all, errno_status) too.
 // Not installed.
 #pragma once
 

@@ -161,11 +161,7 @@ void fetch_run::cancel_chunk(std::size_t c) {
   }
   for (auto id : ids) {
     const auto& rq = reqs_.at(id);
-    if (rq.is_hedge) {
-      --hedges_in_flight_;
-    } else {
-      --normal_in_flight_;
-    }
+    request_done(rq);
     f_.cancel(id);
     reqs_.erase(id);
   }
@@ -186,11 +182,7 @@ void fetch_run::on_result(http_result& res) {
   if (it == reqs_.end()) return;  // cancelled by us, or a late manifest/latest answer
   const request_info rq = it->second;
   reqs_.erase(it);
-  if (rq.is_hedge) {
-    --hedges_in_flight_;
-  } else {
-    --normal_in_flight_;
-  }
+  request_done(rq);
   auto& cs = chunks_[rq.chunk];
   const bool live = cs.ph == phase::active && rq.piece < cs.pieces.size();
   if (live) --cs.pieces[rq.piece].copies;
@@ -222,11 +214,7 @@ void fetch_run::on_result(http_result& res) {
       // The original lost to its hedge: score what it managed (a relay that never answers
       // must lose its optimistic prior). A hedge that lost had just started: no sample.
       if (!loser.is_hedge) board_.on_lost_race(loser.relay, pc.length, std::chrono::duration<double>(now - loser.t0).count());
-      if (loser.is_hedge) {
-        --hedges_in_flight_;
-      } else {
-        --normal_in_flight_;
-      }
+      request_done(loser);
       reqs_.erase(id);
       f_.cancel(id);
       --pc.copies;
@@ -276,11 +264,7 @@ void fetch_run::relay_down(std::size_t r) {
     const request_info rq = it->second;
     reqs_.erase(it);
     f_.cancel(id);
-    if (rq.is_hedge) {
-      --hedges_in_flight_;
-    } else {
-      --normal_in_flight_;
-    }
+    request_done(rq);
     auto& cs = chunks_[rq.chunk];
     if (cs.ph != phase::active || rq.piece >= cs.pieces.size()) continue;
     --cs.pieces[rq.piece].copies;

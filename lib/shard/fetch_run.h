@@ -154,6 +154,8 @@ class fetch_run {
     if (!b.empty() && spare_.size() < 2 * o_.parallel + 4) spare_.push_back(std::move(b));
     b = {};
   }
+  // A request left reqs_ (completed, cancelled or dropped): one fewer in flight.
+  void request_done(const request_info& rq) { --(rq.is_hedge ? hedges_in_flight_ : normal_in_flight_); }
   void note_failed_on(std::size_t c, std::size_t r) {
     auto& v = chunks_[c].failed_on;
     if (std::find(v.begin(), v.end(), r) == v.end()) v.push_back(r);

@@ -4,16 +4,15 @@
 #include "dtrain/shard/relay.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <deque>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
+#include "client_detail.h"
 #include "dtrain/crypto/constant_time.h"
 #include "dtrain/shard/chunk_hash.h"
 #include "dtrain/shard/chunker.h"
@@ -73,23 +72,15 @@ void drain(http_fetcher& f, const std::unordered_map<std::uint64_t, std::size_t>
   while (f.in_flight() > 0) (void)f.poll(std::chrono::milliseconds(100));
 }
 
-// Reads exactly dst.size() bytes of file p (a chunk this sync verified and wrote).
+// Reads exactly dst.size() bytes of file p (a chunk this sync verified and wrote), with
+// the shard layer's own file helpers (client_detail.h). A short or unreadable file is
+// unavailable: a local filesystem problem, not bad bytes from upstream.
 status read_exact(const fs::path& p, std::span<std::byte> dst) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return unavailable("open " + p.string() + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < dst.size()) {
-    const ssize_t r = ::read(fd, dst.data() + done, dst.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      const std::string why = r < 0 ? std::strerror(errno) : "file shorter than the chunk";
-      ::close(fd);
-      return unavailable("read " + p.string() + ": " + why);
-    }
-    done += static_cast<std::size_t>(r);
-  }
-  ::close(fd);
-  return ok_status();
+  const client_detail::unique_fd f(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (f.fd < 0) return client_detail::errno_status("open " + p.string(), errno);
+  status st = client_detail::pread_all(f.fd, dst, 0, "read " + p.string());
+  if (!st.ok()) return unavailable(st.message());
+  return st;
 }
 
 // A chunk whose chunk_attempts all failed, waiting to be rebuilt from parity.
